@@ -1,0 +1,153 @@
+//! Error types, one enum per domain (see ARCHITECTURE.md §2).
+//!
+//! A *security abort* is not an error: it is an [`AbortReason`] carried in the run's outcome, so
+//! that the binary can distinguish "run completed, no key" (exit 1) from "could not run" (exit 2).
+
+use std::path::PathBuf;
+
+/// Errors in reading or validating an on-disk format (`.qdl`, `.qpl`, key and seed files).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The file does not start with the expected magic bytes.
+    #[error("{path}: offset {offset}: bad magic (expected {expected}); not a {kind} file")]
+    BadMagic { path: PathBuf, offset: u64, expected: String, kind: &'static str },
+    /// The file ends before a structure it announces.
+    #[error("{path}: offset {offset}: truncated: {what} needs {needed} bytes, only {available} left")]
+    Truncated { path: PathBuf, offset: u64, what: &'static str, needed: u64, available: u64 },
+    /// A checksum did not match: the bytes were corrupted.
+    #[error("{path}: offset {offset}: checksum mismatch in {what} (file corrupted)")]
+    Checksum { path: PathBuf, offset: u64, what: &'static str },
+    /// A field holds a value the format does not allow.
+    #[error("{path}: offset {offset}: invalid field `{field}`: {message}")]
+    InvalidField { path: PathBuf, offset: u64, field: &'static str, message: String },
+    /// The format version is newer than this reader.
+    #[error("{path}: unsupported format version {major}.{minor} (this build reads {supported}.x)")]
+    UnsupportedVersion { path: PathBuf, major: u16, minor: u16, supported: u16 },
+    /// The JSON metadata block could not be parsed.
+    #[error("{path}: offset {offset}: metadata JSON: {message}")]
+    Metadata { path: PathBuf, offset: u64, message: String },
+}
+
+/// Errors in the configuration of a run (bad parameters).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A parameter is outside its allowed range.
+    #[error("invalid parameter `{name}`: {message}")]
+    Invalid { name: &'static str, message: String },
+    /// Two inputs do not belong together.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { name, message: message.into() }
+    }
+}
+
+/// Errors of the classical Alice⇄Bob channel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The peer hung up (its side of the run ended, usually because it failed).
+    #[error("classical channel closed by the peer")]
+    Closed,
+    /// I/O on a network transport failed.
+    #[error("classical channel I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Violations of the post-processing protocol by the peer (or by a corrupted channel).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A frame could not be decoded into a message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The peer sent a message that does not fit the current protocol step.
+    #[error("unexpected message: expected {expected}, got {got}")]
+    Unexpected { expected: &'static str, got: String },
+    /// The two parties disagree about a public quantity they both computed.
+    #[error("parties disagree on {what}: {detail}")]
+    Disagreement { what: &'static str, detail: String },
+    /// The peer aborted the run with an error (not a security abort).
+    #[error("peer failed: {0}")]
+    PeerFailed(String),
+}
+
+/// Why a run (or a block) produced no key for security reasons. Never an error: the run
+/// completed, decided there is no secret key, and says why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AbortReason {
+    /// The estimated key-basis error rate is above the configured threshold.
+    QberTooHigh { block: u64, estimated: f64, threshold: f64 },
+    /// The test-basis (phase) error rate is above the configured threshold.
+    PhaseErrorTooHigh { block: u64, estimated: f64, threshold: f64 },
+    /// The peer announced a security abort.
+    PeerAborted { message: String },
+}
+
+impl std::fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AbortReason::QberTooHigh { block, estimated, threshold } => write!(
+                f,
+                "block {block}: estimated QBER {:.2} % exceeds the threshold {:.2} % (possible eavesdropping)",
+                estimated * 100.0,
+                threshold * 100.0
+            ),
+            AbortReason::PhaseErrorTooHigh { block, estimated, threshold } => write!(
+                f,
+                "block {block}: test-basis (phase) error rate {:.2} % exceeds the threshold {:.2} % (possible eavesdropping)",
+                estimated * 100.0,
+                threshold * 100.0
+            ),
+            AbortReason::PeerAborted { message } => write!(f, "peer aborted: {message}"),
+        }
+    }
+}
+
+/// The library's error type: everything that stops a run from completing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input file.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Classical channel failure.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Protocol violation.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// File-system error, with the path it concerns.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A security abort travelling through the pipeline as control flow (see [`AbortReason`]).
+    /// The engine turns it into an aborted outcome, never into an error exit.
+    #[error("security abort: {0}")]
+    Aborted(AbortReason),
+}
+
+impl Error {
+    /// An I/O error attached to a path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// True when this error is only a consequence of the peer (or another stage) stopping, so a
+    /// more informative root cause should be reported instead.
+    pub fn is_secondary(&self) -> bool {
+        matches!(self, Error::Transport(TransportError::Closed))
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

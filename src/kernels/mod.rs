@@ -1,0 +1,193 @@
+//! All SIMD and all `unsafe` arithmetic of the engine, behind one value: [`Kernels`].
+//!
+//! The implementations are chosen **once** (at engine start) by runtime CPU-feature detection
+//! (`is_x86_feature_detected!`), following the BLAKE3 `Platform` pattern: a table of safe
+//! function pointers. `packed_simd_2` is not used because it does not build on stable Rust
+//! (it needs `platform_intrinsics`, removed in 1.78); `std::simd` is still unstable. Instead each
+//! fast path is written with `std::arch` intrinsics inside a `#[target_feature]` function and is
+//! only reachable after the feature was detected.
+//!
+//! [`portable`] is the reference implementation and the test oracle for every ISA path: it is
+//! always compiled, runs on any target (x86-64 without extensions, aarch64, …), and property
+//! tests compare each detected path against it bit for bit.
+//!
+//! Set `QKD_ISA=portable` (or `x86-v2`, `bmi2`, `avx512`) to force a path; an unavailable choice
+//! falls back to the best available one below it.
+
+pub mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use std::fmt;
+
+/// The instruction-set level a [`Kernels`] value uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Plain Rust, no target features: the reference path.
+    Portable,
+    /// x86-64 with POPCNT and PCLMULQDQ (carry-less multiply).
+    X86V2,
+    /// [`Isa::X86V2`] plus BMI2 `pext` for bit compaction (only where `pext` is fast in hardware).
+    X86Bmi2,
+    /// [`Isa::X86Bmi2`] plus AVX-512F and AVX-512 VPOPCNTDQ for long popcounts.
+    X86Avx512,
+}
+
+impl Isa {
+    /// The name used by `QKD_ISA` and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::X86V2 => "x86-v2",
+            Isa::X86Bmi2 => "bmi2",
+            Isa::X86Avx512 => "avx512",
+        }
+    }
+
+    /// Parse a `QKD_ISA` value.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "portable" | "generic" | "none" => Some(Isa::Portable),
+            "x86-v2" | "popcnt" | "pclmul" => Some(Isa::X86V2),
+            "bmi2" | "x86-v3" | "avx2" => Some(Isa::X86Bmi2),
+            "avx512" | "x86-v4" => Some(Isa::X86Avx512),
+            _ => None,
+        }
+    }
+
+    /// All levels, lowest first.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::X86V2, Isa::X86Bmi2, Isa::X86Avx512];
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Signature of the bit-compaction kernel: append the bits of `src` selected by `mask` to `dst`
+/// starting at bit `dst_pos`; returns the new bit position. `dst` must be zero from `dst_pos` on
+/// and long enough for `dst_pos + popcount(mask)` bits plus one spare word.
+pub type CompactFn = fn(src: &[u64], mask: &[u64], dst: &mut [u64], dst_pos: usize) -> usize;
+/// Popcount of a word slice.
+pub type PopcountFn = fn(&[u64]) -> u64;
+/// Popcount of the XOR (or AND) of two equally long slices.
+pub type BinaryPopcountFn = fn(&[u64], &[u64]) -> u64;
+/// Polynomial hash over GF(2^64) (see [`portable::poly_hash_gf64`]).
+pub type PolyHashFn = fn(words: &[u64], key: u64, acc: u64) -> u64;
+/// Words `[lo_word, lo_word + out.len())` of the carry-less product `a·b` (GF(2)\[z\]).
+pub type ClmulWindowFn = fn(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usize);
+
+/// The kernels chosen for this machine: a table of safe function pointers.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    isa: Isa,
+    compact: CompactFn,
+    popcount: PopcountFn,
+    xor_popcount: BinaryPopcountFn,
+    and_popcount: BinaryPopcountFn,
+    poly_hash: PolyHashFn,
+    clmul_window: ClmulWindowFn,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels").field("isa", &self.isa).finish()
+    }
+}
+
+impl Kernels {
+    /// The reference implementation (always available).
+    pub fn portable() -> Kernels {
+        Kernels {
+            isa: Isa::Portable,
+            compact: portable::compact,
+            popcount: portable::popcount,
+            xor_popcount: portable::xor_popcount,
+            and_popcount: portable::and_popcount,
+            poly_hash: portable::poly_hash_gf64,
+            clmul_window: portable::clmul_window,
+        }
+    }
+
+    /// The kernels for `isa`, or `None` when this CPU lacks a feature it needs.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        match isa {
+            Isa::Portable => Some(Kernels::portable()),
+            #[cfg(target_arch = "x86_64")]
+            other => x86_64::kernels(other),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// The best kernels this CPU supports, unless `QKD_ISA` asks for a lower level.
+    pub fn detect() -> Kernels {
+        let requested = std::env::var("QKD_ISA").ok().and_then(|v| Isa::parse(&v));
+        let ceiling = requested.unwrap_or(Isa::X86Avx512);
+        Isa::ALL
+            .iter()
+            .rev()
+            .filter(|&&isa| isa <= ceiling)
+            .find_map(|&isa| Kernels::for_isa(isa))
+            .unwrap_or_else(Kernels::portable)
+    }
+
+    /// Every ISA level available on this machine (for tests and benchmarks).
+    pub fn available() -> Vec<Kernels> {
+        Isa::ALL.iter().filter_map(|&isa| Kernels::for_isa(isa)).collect()
+    }
+
+    /// The ISA level in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Append the bits of `src` where `mask` is set to `dst` at bit `dst_pos` (see [`CompactFn`]).
+    #[inline]
+    pub fn compact(&self, src: &[u64], mask: &[u64], dst: &mut [u64], dst_pos: usize) -> usize {
+        debug_assert_eq!(src.len(), mask.len());
+        (self.compact)(src, mask, dst, dst_pos)
+    }
+
+    /// Number of set bits.
+    #[inline]
+    pub fn popcount(&self, words: &[u64]) -> u64 {
+        (self.popcount)(words)
+    }
+
+    /// Number of positions where `a` and `b` differ.
+    #[inline]
+    pub fn xor_popcount(&self, a: &[u64], b: &[u64]) -> u64 {
+        assert_eq!(a.len(), b.len(), "xor_popcount: length mismatch");
+        (self.xor_popcount)(a, b)
+    }
+
+    /// Number of positions set in both `a` and `b`.
+    #[inline]
+    pub fn and_popcount(&self, a: &[u64], b: &[u64]) -> u64 {
+        assert_eq!(a.len(), b.len(), "and_popcount: length mismatch");
+        (self.and_popcount)(a, b)
+    }
+
+    /// Horner evaluation over GF(2^64) (see [`portable::poly_hash_gf64`]).
+    #[inline]
+    pub fn poly_hash(&self, words: &[u64], key: u64, acc: u64) -> u64 {
+        (self.poly_hash)(words, key, acc)
+    }
+
+    /// A window of the carry-less product of `a` and `b` (see [`ClmulWindowFn`]).
+    #[inline]
+    pub fn clmul_window(&self, a: &[u64], b: &[u64], out: &mut [u64], lo_word: usize) {
+        (self.clmul_window)(a, b, out, lo_word)
+    }
+}
+
+impl Default for Kernels {
+    fn default() -> Self {
+        Kernels::detect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
