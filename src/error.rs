@@ -11,22 +11,53 @@ use std::path::PathBuf;
 pub enum FormatError {
     /// The file does not start with the expected magic bytes.
     #[error("{path}: offset {offset}: bad magic (expected {expected}); not a {kind} file")]
-    BadMagic { path: PathBuf, offset: u64, expected: String, kind: &'static str },
+    BadMagic {
+        path: PathBuf,
+        offset: u64,
+        expected: String,
+        kind: &'static str,
+    },
     /// The file ends before a structure it announces.
-    #[error("{path}: offset {offset}: truncated: {what} needs {needed} bytes, only {available} left")]
-    Truncated { path: PathBuf, offset: u64, what: &'static str, needed: u64, available: u64 },
+    #[error(
+        "{path}: offset {offset}: truncated: {what} needs {needed} bytes, only {available} left"
+    )]
+    Truncated {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+        needed: u64,
+        available: u64,
+    },
     /// A checksum did not match: the bytes were corrupted.
     #[error("{path}: offset {offset}: checksum mismatch in {what} (file corrupted)")]
-    Checksum { path: PathBuf, offset: u64, what: &'static str },
+    Checksum {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+    },
     /// A field holds a value the format does not allow.
     #[error("{path}: offset {offset}: invalid field `{field}`: {message}")]
-    InvalidField { path: PathBuf, offset: u64, field: &'static str, message: String },
+    InvalidField {
+        path: PathBuf,
+        offset: u64,
+        field: &'static str,
+        message: String,
+    },
     /// The format version is newer than this reader.
     #[error("{path}: unsupported format version {major}.{minor} (this build reads {supported}.x)")]
-    UnsupportedVersion { path: PathBuf, major: u16, minor: u16, supported: u16 },
+    UnsupportedVersion {
+        path: PathBuf,
+        major: u16,
+        minor: u16,
+        supported: u16,
+    },
     /// The JSON metadata block could not be parsed.
     #[error("{path}: offset {offset}: metadata JSON: {message}")]
-    Metadata { path: PathBuf, offset: u64, message: String },
+    Metadata {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
 }
 
 /// Errors in the configuration of a run (bad parameters).
@@ -44,7 +75,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
-        ConfigError::Invalid { name, message: message.into() }
+        ConfigError::Invalid {
+            name,
+            message: message.into(),
+        }
     }
 }
 
@@ -84,9 +118,17 @@ pub enum ProtocolError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AbortReason {
     /// The estimated key-basis error rate is above the configured threshold.
-    QberTooHigh { block: u64, estimated: f64, threshold: f64 },
+    QberTooHigh {
+        block: u64,
+        estimated: f64,
+        threshold: f64,
+    },
     /// The test-basis (phase) error rate is above the configured threshold.
-    PhaseErrorTooHigh { block: u64, estimated: f64, threshold: f64 },
+    PhaseErrorTooHigh {
+        block: u64,
+        estimated: f64,
+        threshold: f64,
+    },
     /// The peer announced a security abort.
     PeerAborted { message: String },
 }
@@ -94,13 +136,21 @@ pub enum AbortReason {
 impl std::fmt::Display for AbortReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AbortReason::QberTooHigh { block, estimated, threshold } => write!(
+            AbortReason::QberTooHigh {
+                block,
+                estimated,
+                threshold,
+            } => write!(
                 f,
                 "block {block}: estimated QBER {:.2} % exceeds the threshold {:.2} % (possible eavesdropping)",
                 estimated * 100.0,
                 threshold * 100.0
             ),
-            AbortReason::PhaseErrorTooHigh { block, estimated, threshold } => write!(
+            AbortReason::PhaseErrorTooHigh {
+                block,
+                estimated,
+                threshold,
+            } => write!(
                 f,
                 "block {block}: test-basis (phase) error rate {:.2} % exceeds the threshold {:.2} % (possible eavesdropping)",
                 estimated * 100.0,
@@ -129,7 +179,10 @@ pub enum Error {
     Protocol(#[from] ProtocolError),
     /// File-system error, with the path it concerns.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A security abort travelling through the pipeline as control flow (see [`AbortReason`]).
     /// The engine turns it into an aborted outcome, never into an error exit.
     #[error("security abort: {0}")]
@@ -139,7 +192,10 @@ pub enum Error {
 impl Error {
     /// An I/O error attached to a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// True when this error is only a consequence of the peer (or another stage) stopping, so a

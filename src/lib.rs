@@ -1,3 +1,12 @@
-pub mod error;
-pub mod kernels;
 pub mod bits;
+pub mod classical;
+pub mod error;
+pub mod error_correction;
+pub mod io;
+pub mod kernels;
+pub mod ledger;
+pub mod parameter_estimation;
+pub mod progress;
+pub mod protocol;
+pub mod sifting;
+pub mod sim;

@@ -42,24 +42,37 @@ impl BitVec {
 
     /// An empty vector with room for `bits` bits.
     pub fn with_capacity(bits: usize) -> Self {
-        BitVec { words: Vec::with_capacity(words_for(bits) + 1), len: 0 }
+        BitVec {
+            words: Vec::with_capacity(words_for(bits) + 1),
+            len: 0,
+        }
     }
 
     /// `len` zero bits.
     pub fn zeros(len: usize) -> Self {
-        BitVec { words: vec![0; words_for(len)], len }
+        BitVec {
+            words: vec![0; words_for(len)],
+            len,
+        }
     }
 
     /// `len` one bits.
     pub fn ones(len: usize) -> Self {
-        let mut v = BitVec { words: vec![u64::MAX; words_for(len)], len };
+        let mut v = BitVec {
+            words: vec![u64::MAX; words_for(len)],
+            len,
+        };
         v.clear_tail();
         v
     }
 
     /// From words and a bit length (extra words are dropped, tail bits cleared).
     pub fn from_words(mut words: Vec<u64>, len: usize) -> Self {
-        assert!(words.len() * 64 >= len, "from_words: {} words cannot hold {len} bits", words.len());
+        assert!(
+            words.len() * 64 >= len,
+            "from_words: {} words cannot hold {len} bits",
+            words.len()
+        );
         words.truncate(words_for(len));
         let mut v = BitVec { words, len };
         v.clear_tail();
@@ -68,7 +81,11 @@ impl BitVec {
 
     /// From little-endian bytes holding `len` bits (bit i = bit i%8 of byte i/8).
     pub fn from_bytes_le(bytes: &[u8], len: usize) -> Self {
-        assert!(bytes.len() * 8 >= len, "from_bytes_le: {} bytes cannot hold {len} bits", bytes.len());
+        assert!(
+            bytes.len() * 8 >= len,
+            "from_bytes_le: {} bytes cannot hold {len} bits",
+            bytes.len()
+        );
         let mut words = vec![0u64; words_for(len)];
         for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
             let mut b = [0u8; 8];
@@ -214,7 +231,10 @@ impl BitVec {
 
     /// Append bits `[start, end)` of `other`.
     pub fn extend_from_range(&mut self, other: &BitVec, start: usize, end: usize) {
-        assert!(start <= end && end <= other.len, "extend_from_range: bad range");
+        assert!(
+            start <= end && end <= other.len,
+            "extend_from_range: bad range"
+        );
         let n = end - start;
         if n == 0 {
             return;
@@ -247,7 +267,11 @@ impl BitVec {
         if o != 0 && o + count > 64 {
             v |= self.words[w + 1] << (64 - o);
         }
-        if count < 64 { v & ((1u64 << count) - 1) } else { v }
+        if count < 64 {
+            v & ((1u64 << count) - 1)
+        } else {
+            v
+        }
     }
 
     /// Bits `[start, end)` as a new vector.
@@ -270,7 +294,11 @@ impl BitVec {
         }
         let (ws, we) = (start / 64, (end - 1) / 64);
         let lo_mask = u64::MAX << (start % 64);
-        let hi_mask = if end % 64 == 0 { u64::MAX } else { (1u64 << (end % 64)) - 1 };
+        let hi_mask = if end % 64 == 0 {
+            u64::MAX
+        } else {
+            (1u64 << (end % 64)) - 1
+        };
         if ws == we {
             return (self.words[ws] & lo_mask & hi_mask).count_ones() & 1 == 1;
         }
@@ -305,7 +333,10 @@ impl BitVec {
 
     /// Bitwise NOT (tail kept zero).
     pub fn not(&self) -> BitVec {
-        let mut out = BitVec { words: self.words.iter().map(|w| !w).collect(), len: self.len };
+        let mut out = BitVec {
+            words: self.words.iter().map(|w| !w).collect(),
+            len: self.len,
+        };
         out.clear_tail();
         out
     }

@@ -135,7 +135,10 @@ impl Kernels {
 
     /// Every ISA level available on this machine (for tests and benchmarks).
     pub fn available() -> Vec<Kernels> {
-        Isa::ALL.iter().filter_map(|&isa| Kernels::for_isa(isa)).collect()
+        Isa::ALL
+            .iter()
+            .filter_map(|&isa| Kernels::for_isa(isa))
+            .collect()
     }
 
     /// The ISA level in use.

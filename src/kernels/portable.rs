@@ -23,12 +23,18 @@ pub fn popcount(words: &[u64]) -> u64 {
 
 /// Number of positions where `a` and `b` differ.
 pub fn xor_popcount(a: &[u64], b: &[u64]) -> u64 {
-    a.iter().zip(b).map(|(x, y)| u64::from((x ^ y).count_ones())).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u64::from((x ^ y).count_ones()))
+        .sum()
 }
 
 /// Number of positions set in both `a` and `b`.
 pub fn and_popcount(a: &[u64], b: &[u64]) -> u64 {
-    a.iter().zip(b).map(|(x, y)| u64::from((x & y).count_ones())).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u64::from((x & y).count_ones()))
+        .sum()
 }
 
 /// Carry-less (GF(2)\[z\]) product of two 64-bit polynomials: `(low, high)` words.

@@ -14,7 +14,11 @@ fn pair() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
 #[test]
 fn portable_is_always_available_and_detect_respects_env_names() {
     assert_eq!(Kernels::portable().isa(), Isa::Portable);
-    assert!(Kernels::available().iter().any(|k| k.isa() == Isa::Portable));
+    assert!(
+        Kernels::available()
+            .iter()
+            .any(|k| k.isa() == Isa::Portable)
+    );
     for isa in Isa::ALL {
         assert_eq!(Isa::parse(isa.name()), Some(isa));
     }
@@ -24,7 +28,15 @@ fn portable_is_always_available_and_detect_respects_env_names() {
 #[test]
 fn gf64_field_axioms_on_samples() {
     use portable::gf64_mul;
-    let xs = [0u64, 1, 2, 3, 0x8000_0000_0000_0000, u64::MAX, 0x1234_5678_9abc_def0];
+    let xs = [
+        0u64,
+        1,
+        2,
+        3,
+        0x8000_0000_0000_0000,
+        u64::MAX,
+        0x1234_5678_9abc_def0,
+    ];
     for &a in &xs {
         assert_eq!(gf64_mul(a, 1), a);
         assert_eq!(gf64_mul(a, 0), 0);

@@ -12,9 +12,8 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         && is_x86_feature_detected!("pclmulqdq")
         && is_x86_feature_detected!("sse4.1");
     let bmi2 = v2 && is_x86_feature_detected!("bmi2") && pext_is_fast();
-    let avx512 = bmi2
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512vpopcntdq");
+    let avx512 =
+        bmi2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vpopcntdq");
     let mut k = Kernels {
         isa: Isa::X86V2,
         compact: portable::compact,
@@ -75,7 +74,10 @@ fn xor_popcount_popcnt(a: &[u64], b: &[u64]) -> u64 {
 
 #[target_feature(enable = "popcnt")]
 fn xor_popcount_popcnt_impl(a: &[u64], b: &[u64]) -> u64 {
-    a.iter().zip(b).map(|(x, y)| u64::from((x ^ y).count_ones())).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u64::from((x ^ y).count_ones()))
+        .sum()
 }
 
 fn and_popcount_popcnt(a: &[u64], b: &[u64]) -> u64 {
@@ -85,7 +87,10 @@ fn and_popcount_popcnt(a: &[u64], b: &[u64]) -> u64 {
 
 #[target_feature(enable = "popcnt")]
 fn and_popcount_popcnt_impl(a: &[u64], b: &[u64]) -> u64 {
-    a.iter().zip(b).map(|(x, y)| u64::from((x & y).count_ones())).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u64::from((x & y).count_ones()))
+        .sum()
 }
 
 fn compact_bmi2(src: &[u64], mask: &[u64], dst: &mut [u64], pos: usize) -> usize {
@@ -147,7 +152,11 @@ fn popcount_avx512_impl(a: &[u64], b: Option<&[u64]>, op: u8) -> u64 {
             None => va,
             Some(b) => {
                 let vb = unsafe { _mm512_loadu_si512(b.as_ptr().add(i * 8).cast()) };
-                if op == 0 { _mm512_xor_si512(va, vb) } else { _mm512_and_si512(va, vb) }
+                if op == 0 {
+                    _mm512_xor_si512(va, vb)
+                } else {
+                    _mm512_and_si512(va, vb)
+                }
             }
         };
         total = _mm512_add_epi64(total, _mm512_popcnt_epi64(v));
@@ -167,8 +176,15 @@ fn popcount_avx512_impl(a: &[u64], b: Option<&[u64]>, op: u8) -> u64 {
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse4.1")]
 fn clmul64_pclmul(a: u64, b: u64) -> (u64, u64) {
-    let p = _mm_clmulepi64_si128(_mm_set_epi64x(0, a as i64), _mm_set_epi64x(0, b as i64), 0x00);
-    (_mm_cvtsi128_si64(p) as u64, _mm_extract_epi64::<1>(p) as u64)
+    let p = _mm_clmulepi64_si128(
+        _mm_set_epi64x(0, a as i64),
+        _mm_set_epi64x(0, b as i64),
+        0x00,
+    );
+    (
+        _mm_cvtsi128_si64(p) as u64,
+        _mm_extract_epi64::<1>(p) as u64,
+    )
 }
 
 fn poly_hash_pclmul(words: &[u64], key: u64, acc: u64) -> u64 {
@@ -208,7 +224,10 @@ fn clmul_window_pclmul_impl(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usiz
         let xa = _mm_set_epi64x(0, x as i64);
         for j in j_lo..j_hi {
             let p = _mm_clmulepi64_si128(xa, _mm_set_epi64x(0, b[j] as i64), 0x00);
-            let (l, h) = (_mm_cvtsi128_si64(p) as u64, _mm_extract_epi64::<1>(p) as u64);
+            let (l, h) = (
+                _mm_cvtsi128_si64(p) as u64,
+                _mm_extract_epi64::<1>(p) as u64,
+            );
             let k = i + j;
             if k >= lo_word {
                 out[k - lo_word] ^= l;

@@ -1,0 +1,440 @@
+//! The typed messages Alice and Bob exchange, their wire encoding, and what each discloses.
+//!
+//! Frame: `u8 version (= 1)`, `u8 tag`, payload (see [`super::wire`]). Every message states its
+//! disclosure ([`Message::disclosures`]) so that the channel can enter it in the ledger.
+
+use super::wire::{WireReader, WireWriter};
+use crate::bits::BitVec;
+use crate::error::ProtocolError;
+use crate::ledger::Disclosure;
+
+/// Wire format version.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest number of items in one list field (guards allocations from malformed input).
+const MAX_ITEMS: usize = 1 << 28;
+
+/// One parity request: bits `[start, end)` of `frame` in the order of Cascade `pass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParityRange {
+    /// Frame index within the block.
+    pub frame: u32,
+    /// Pass (0 = original order).
+    pub pass: u16,
+    /// First position (in the pass's permuted order).
+    pub start: u32,
+    /// One past the last position.
+    pub end: u32,
+}
+
+/// A classical-channel message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Alice opens a session: run id, number of slots and her settings (JSON).
+    Hello {
+        /// Run id of Alice's preparation log.
+        run_id: [u8; 8],
+        /// Slots in Alice's log.
+        total_slots: u64,
+        /// Alice's session settings, JSON.
+        settings: String,
+    },
+    /// Bob accepts the session.
+    HelloAck {
+        /// Run id of Bob's detection log.
+        run_id: [u8; 8],
+    },
+    /// Bob announces detected slots (sorted) and the basis of each (bit 1 = X).
+    SiftAnnounce {
+        /// Detected slots.
+        slots: Vec<u64>,
+        /// Bob's basis per detected slot.
+        bases: BitVec,
+        /// No more detections follow.
+        last: bool,
+    },
+    /// Alice answers: basis match per announced slot, and the intensity class of each match.
+    SiftReply {
+        /// Basis match per announced slot.
+        matched: BitVec,
+        /// Intensity class bit 0 per matched slot.
+        int0: BitVec,
+        /// Intensity class bit 1 per matched slot.
+        int1: BitVec,
+    },
+    /// Alice starts parameter estimation of a block: sample seed, her sampled key bits and her
+    /// test-basis bits.
+    EstimationRequest {
+        /// Seed of the sample positions.
+        seed: [u8; 32],
+        /// Sample size.
+        sample_size: u64,
+        /// Alice's bits at the sample positions.
+        sample_bits: BitVec,
+        /// Alice's test-basis bits.
+        test_bits: BitVec,
+    },
+    /// Bob's counts: mismatches in the sample, and test-basis errors per intensity class.
+    EstimationReply {
+        /// Errors in the key-basis sample.
+        sample_errors: u64,
+        /// Test-basis errors per class.
+        test_errors: [u64; 3],
+    },
+    /// Alice starts Cascade: permutation seed and the block-size schedule.
+    CascadeStart {
+        /// Seed of the per-pass permutations.
+        seed: [u8; 32],
+        /// Top-level block size of each pass.
+        block_sizes: Vec<u32>,
+    },
+    /// Bob asks for the parities of all top-level blocks of a pass in every frame.
+    CascadeTopQuery {
+        /// Pass index.
+        pass: u16,
+    },
+    /// Bob asks for the parities of arbitrary ranges.
+    ParityQuery {
+        /// The ranges.
+        ranges: Vec<ParityRange>,
+    },
+    /// Alice's parities, one per requested block, in order.
+    ParityReply {
+        /// The parities.
+        parities: BitVec,
+    },
+    /// Bob ends the reconciliation of the block.
+    CascadeDone,
+    /// Alice's verification: per frame, `r` random hash keys and `r` tags.
+    VerifyTags {
+        /// Keys, frame-major.
+        keys: Vec<u64>,
+        /// Tags, frame-major.
+        tags: Vec<u64>,
+    },
+    /// Bob's verdict per frame.
+    VerifyResult {
+        /// True where the tags matched.
+        ok: BitVec,
+    },
+    /// Alice's privacy-amplification choice: output length and Toeplitz seed.
+    AmplifySeed {
+        /// Input length n.
+        input_bits: u64,
+        /// Output length ℓ.
+        output_bits: u64,
+        /// Seed of n + ℓ − 1 bits.
+        seed: BitVec,
+    },
+    /// The sender stops the run.
+    Abort {
+        /// A security abort (no key) rather than a failure.
+        security: bool,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Message {
+    /// Short name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::HelloAck { .. } => "HelloAck",
+            Message::SiftAnnounce { .. } => "SiftAnnounce",
+            Message::SiftReply { .. } => "SiftReply",
+            Message::EstimationRequest { .. } => "EstimationRequest",
+            Message::EstimationReply { .. } => "EstimationReply",
+            Message::CascadeStart { .. } => "CascadeStart",
+            Message::CascadeTopQuery { .. } => "CascadeTopQuery",
+            Message::ParityQuery { .. } => "ParityQuery",
+            Message::ParityReply { .. } => "ParityReply",
+            Message::CascadeDone => "CascadeDone",
+            Message::VerifyTags { .. } => "VerifyTags",
+            Message::VerifyResult { .. } => "VerifyResult",
+            Message::AmplifySeed { .. } => "AmplifySeed",
+            Message::Abort { .. } => "Abort",
+        }
+    }
+
+    /// What the message discloses, by ledger kind.
+    pub fn disclosures(&self) -> Vec<Disclosure> {
+        use Disclosure::*;
+        match self {
+            Message::Hello { settings, .. } => vec![Control(64 + 64 + 8 * settings.len() as u64)],
+            Message::HelloAck { .. } => vec![Control(64)],
+            // Slot indices and one basis bit per detection; the slot list itself is public
+            // timing information, counted as sifting disclosure (one bit per slot is a lower
+            // bound of no consequence: none of it depends on bit values).
+            Message::SiftAnnounce { bases, .. } => vec![Sifting(bases.len() as u64), Control(1)],
+            Message::SiftReply {
+                matched,
+                int0,
+                int1,
+            } => {
+                vec![Sifting((matched.len() + int0.len() + int1.len()) as u64)]
+            }
+            Message::EstimationRequest {
+                sample_bits,
+                test_bits,
+                ..
+            } => vec![
+                PublicRandomness(256),
+                Control(64),
+                QberSample(sample_bits.len() as u64),
+                TestBasis(test_bits.len() as u64),
+            ],
+            // Error counts follow from the bits Alice disclosed and Bob's own bits.
+            Message::EstimationReply { .. } => vec![Control(4 * 64)],
+            Message::CascadeStart { block_sizes, .. } => {
+                vec![
+                    PublicRandomness(256),
+                    Control(32 * block_sizes.len() as u64),
+                ]
+            }
+            Message::CascadeTopQuery { .. } => vec![Control(16)],
+            // Which ranges Bob asks about reveals where his error parities are odd; by the
+            // convention of Brassard–Salvail and of the efficiency literature only Alice's
+            // answers are counted (reference/literature.md §0).
+            Message::ParityQuery { ranges } => vec![Control(ranges.len() as u64)],
+            Message::ParityReply { parities } => vec![ErrorCorrection(parities.len() as u64)],
+            Message::CascadeDone => vec![Control(1)],
+            Message::VerifyTags { keys, tags } => {
+                vec![
+                    PublicRandomness(64 * keys.len() as u64),
+                    Verification(64 * tags.len() as u64),
+                ]
+            }
+            Message::VerifyResult { ok } => vec![Control(ok.len() as u64)],
+            Message::AmplifySeed { seed, .. } => {
+                vec![Control(128), PublicRandomness(seed.len() as u64)]
+            }
+            Message::Abort { reason, .. } => vec![Control(8 + 8 * reason.len() as u64)],
+        }
+    }
+
+    /// Encode to a frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = WireWriter::new();
+        w.u8(WIRE_VERSION);
+        match self {
+            Message::Hello {
+                run_id,
+                total_slots,
+                settings,
+            } => {
+                w.u8(1);
+                w.fixed(run_id);
+                w.u64(*total_slots);
+                w.bytes(settings.as_bytes());
+            }
+            Message::HelloAck { run_id } => {
+                w.u8(2);
+                w.fixed(run_id);
+            }
+            Message::SiftAnnounce { slots, bases, last } => {
+                w.u8(3);
+                w.sorted_u64s(slots);
+                w.bits(bases);
+                w.u8(u8::from(*last));
+            }
+            Message::SiftReply {
+                matched,
+                int0,
+                int1,
+            } => {
+                w.u8(4);
+                w.bits(matched);
+                w.bits(int0);
+                w.bits(int1);
+            }
+            Message::EstimationRequest {
+                seed,
+                sample_size,
+                sample_bits,
+                test_bits,
+            } => {
+                w.u8(5);
+                w.fixed(seed);
+                w.u64(*sample_size);
+                w.bits(sample_bits);
+                w.bits(test_bits);
+            }
+            Message::EstimationReply {
+                sample_errors,
+                test_errors,
+            } => {
+                w.u8(6);
+                w.u64(*sample_errors);
+                for e in test_errors {
+                    w.u64(*e);
+                }
+            }
+            Message::CascadeStart { seed, block_sizes } => {
+                w.u8(7);
+                w.fixed(seed);
+                w.varint(block_sizes.len() as u64);
+                for &b in block_sizes {
+                    w.varint(u64::from(b));
+                }
+            }
+            Message::CascadeTopQuery { pass } => {
+                w.u8(8);
+                w.u16(*pass);
+            }
+            Message::ParityQuery { ranges } => {
+                w.u8(9);
+                w.varint(ranges.len() as u64);
+                for r in ranges {
+                    w.varint(u64::from(r.frame));
+                    w.varint(u64::from(r.pass));
+                    w.varint(u64::from(r.start));
+                    w.varint(u64::from(r.end - r.start));
+                }
+            }
+            Message::ParityReply { parities } => {
+                w.u8(10);
+                w.bits(parities);
+            }
+            Message::CascadeDone => w.u8(11),
+            Message::VerifyTags { keys, tags } => {
+                w.u8(12);
+                w.varint(keys.len() as u64);
+                for &k in keys {
+                    w.u64(k);
+                }
+                w.varint(tags.len() as u64);
+                for &t in tags {
+                    w.u64(t);
+                }
+            }
+            Message::VerifyResult { ok } => {
+                w.u8(13);
+                w.bits(ok);
+            }
+            Message::AmplifySeed {
+                input_bits,
+                output_bits,
+                seed,
+            } => {
+                w.u8(14);
+                w.u64(*input_bits);
+                w.u64(*output_bits);
+                w.bits(seed);
+            }
+            Message::Abort { security, reason } => {
+                w.u8(15);
+                w.u8(u8::from(*security));
+                w.bytes(reason.as_bytes());
+            }
+        }
+        w.buf
+    }
+
+    /// Decode a frame.
+    pub fn decode(frame: &[u8]) -> Result<Message, ProtocolError> {
+        let mut r = WireReader::new(frame);
+        let version = r.u8()?;
+        if version != WIRE_VERSION {
+            return Err(ProtocolError::Malformed(format!(
+                "wire version {version}, expected {WIRE_VERSION}"
+            )));
+        }
+        let tag = r.u8()?;
+        let flag = |r: &mut WireReader| -> Result<bool, ProtocolError> {
+            match r.u8()? {
+                0 => Ok(false),
+                1 => Ok(true),
+                v => Err(ProtocolError::Malformed(format!("flag byte {v}"))),
+            }
+        };
+        let string = |r: &mut WireReader| -> Result<String, ProtocolError> {
+            String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| ProtocolError::Malformed("string is not UTF-8".into()))
+        };
+        let u32_of = |v: u64, what: &str| -> Result<u32, ProtocolError> {
+            u32::try_from(v)
+                .map_err(|_| ProtocolError::Malformed(format!("{what} {v} exceeds u32")))
+        };
+        let msg = match tag {
+            1 => Message::Hello {
+                run_id: r.fixed()?,
+                total_slots: r.u64()?,
+                settings: string(&mut r)?,
+            },
+            2 => Message::HelloAck { run_id: r.fixed()? },
+            3 => Message::SiftAnnounce {
+                slots: r.sorted_u64s()?,
+                bases: r.bits()?,
+                last: flag(&mut r)?,
+            },
+            4 => Message::SiftReply {
+                matched: r.bits()?,
+                int0: r.bits()?,
+                int1: r.bits()?,
+            },
+            5 => Message::EstimationRequest {
+                seed: r.fixed()?,
+                sample_size: r.u64()?,
+                sample_bits: r.bits()?,
+                test_bits: r.bits()?,
+            },
+            6 => Message::EstimationReply {
+                sample_errors: r.u64()?,
+                test_errors: [r.u64()?, r.u64()?, r.u64()?],
+            },
+            7 => {
+                let seed = r.fixed()?;
+                let n = r.len(MAX_ITEMS.min(r.remaining()), "block sizes")?;
+                let mut block_sizes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    block_sizes.push(u32_of(r.varint()?, "block size")?);
+                }
+                Message::CascadeStart { seed, block_sizes }
+            }
+            8 => Message::CascadeTopQuery { pass: r.u16()? },
+            9 => {
+                let n = r.len(MAX_ITEMS.min(r.remaining()), "ranges")?;
+                let mut ranges = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let frame = u32_of(r.varint()?, "frame")?;
+                    let pass = u16::try_from(r.varint()?)
+                        .map_err(|_| ProtocolError::Malformed("pass exceeds u16".into()))?;
+                    let start = u32_of(r.varint()?, "start")?;
+                    let len = r.varint()?;
+                    let end = u32_of(u64::from(start).saturating_add(len), "end")?;
+                    ranges.push(ParityRange {
+                        frame,
+                        pass,
+                        start,
+                        end,
+                    });
+                }
+                Message::ParityQuery { ranges }
+            }
+            10 => Message::ParityReply {
+                parities: r.bits()?,
+            },
+            11 => Message::CascadeDone,
+            12 => {
+                let n = r.len(MAX_ITEMS.min(r.remaining() / 8), "keys")?;
+                let keys = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                let n = r.len(MAX_ITEMS.min(r.remaining() / 8), "tags")?;
+                let tags = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                Message::VerifyTags { keys, tags }
+            }
+            13 => Message::VerifyResult { ok: r.bits()? },
+            14 => Message::AmplifySeed {
+                input_bits: r.u64()?,
+                output_bits: r.u64()?,
+                seed: r.bits()?,
+            },
+            15 => Message::Abort {
+                security: flag(&mut r)?,
+                reason: string(&mut r)?,
+            },
+            t => return Err(ProtocolError::Malformed(format!("unknown message tag {t}"))),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}

@@ -1,0 +1,179 @@
+//! The classical channel between Alice and Bob: typed [`Message`]s over a [`Transport`], with
+//! every disclosure entered in the block's [`LeakageLedger`].
+//!
+//! A run uses several independent logical channels ("streams"), one per protocol stage and per
+//! worker, so that stages work on different blocks concurrently. A [`Link`] opens them by
+//! number; both parties open the same numbers.
+//!
+//! Authentication of the channel (Wegman–Carter with pre-shared key) is not part of this
+//! build: batch runs keep both parties in one process.
+
+pub mod message;
+pub mod transport;
+pub mod wire;
+
+pub use message::{Message, ParityRange};
+pub use transport::Transport;
+
+use crate::error::{AbortReason, Error, ProtocolError, Result};
+use crate::ledger::LeakageLedger;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Traffic counters of one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Frame bytes sent.
+    pub bytes_sent: u64,
+    /// Frame bytes received.
+    pub bytes_received: u64,
+}
+
+impl ChannelStats {
+    /// Add another channel's counters.
+    pub fn add(&mut self, o: &ChannelStats) {
+        self.messages_sent += o.messages_sent;
+        self.messages_received += o.messages_received;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
+}
+
+/// A typed, ledger-keeping channel to the peer.
+pub struct ClassicalChannel {
+    transport: Box<dyn Transport>,
+    stats: ChannelStats,
+}
+
+impl ClassicalChannel {
+    /// Wrap a transport.
+    pub fn new(transport: Box<dyn Transport>) -> Self {
+        ClassicalChannel {
+            transport,
+            stats: ChannelStats::default(),
+        }
+    }
+
+    /// Traffic so far.
+    pub fn stats(&self) -> ChannelStats {
+        self.stats
+    }
+
+    /// Send `msg`, recording its disclosure in `ledger`.
+    pub fn send(&mut self, msg: &Message, ledger: &mut LeakageLedger) -> Result<()> {
+        for d in msg.disclosures() {
+            ledger.record(d);
+        }
+        let frame = msg.encode();
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += frame.len() as u64;
+        self.transport.send(frame)?;
+        Ok(())
+    }
+
+    /// Send a message that belongs to no block (session setup, aborts).
+    pub fn send_unaccounted(&mut self, msg: &Message) -> Result<()> {
+        self.send(msg, &mut LeakageLedger::default())
+    }
+
+    /// Receive the next message, recording its disclosure in `ledger`. An `Abort` from the peer
+    /// becomes [`Error::Aborted`] (security) or [`ProtocolError::PeerFailed`].
+    pub fn recv(&mut self, ledger: &mut LeakageLedger) -> Result<Message> {
+        let frame = self.transport.recv()?;
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += frame.len() as u64;
+        let msg = Message::decode(&frame)?;
+        if let Message::Abort { security, reason } = msg {
+            return Err(if security {
+                Error::Aborted(AbortReason::PeerAborted { message: reason })
+            } else {
+                ProtocolError::PeerFailed(reason).into()
+            });
+        }
+        for d in msg.disclosures() {
+            ledger.record(d);
+        }
+        Ok(msg)
+    }
+
+    /// Tell the peer this side stops (best effort: the peer may already be gone).
+    pub fn abort(&mut self, err: &Error) {
+        let msg = match err {
+            Error::Aborted(r) => Message::Abort {
+                security: true,
+                reason: r.to_string(),
+            },
+            e => Message::Abort {
+                security: false,
+                reason: e.to_string(),
+            },
+        };
+        let _ = self.transport.send(msg.encode());
+    }
+}
+
+/// Build an "unexpected message" error.
+pub fn unexpected(expected: &'static str, got: &Message) -> Error {
+    ProtocolError::Unexpected {
+        expected,
+        got: got.name().to_string(),
+    }
+    .into()
+}
+
+/// Opens numbered logical channels to the peer.
+pub trait Link: Send + Sync {
+    /// Open stream `id` (each id at most once per party).
+    fn open(&self, id: u32) -> Result<ClassicalChannel>;
+}
+
+type Pending = HashMap<
+    u32,
+    (
+        Option<transport::in_memory::InMemoryTransport>,
+        Option<transport::in_memory::InMemoryTransport>,
+    ),
+>;
+
+/// One party's end of an in-process link.
+pub struct InMemoryLink {
+    side: usize,
+    pending: Arc<Mutex<Pending>>,
+}
+
+impl InMemoryLink {
+    /// Two connected links (Alice's, Bob's).
+    pub fn pair() -> (InMemoryLink, InMemoryLink) {
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        (
+            InMemoryLink {
+                side: 0,
+                pending: pending.clone(),
+            },
+            InMemoryLink { side: 1, pending },
+        )
+    }
+}
+
+impl Link for InMemoryLink {
+    fn open(&self, id: u32) -> Result<ClassicalChannel> {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(id).or_insert_with(|| {
+            let (a, b) = transport::in_memory::pair();
+            (Some(a), Some(b))
+        });
+        let end = if self.side == 0 {
+            entry.0.take()
+        } else {
+            entry.1.take()
+        };
+        let end =
+            end.ok_or_else(|| ProtocolError::Malformed(format!("stream {id} opened twice")))?;
+        Ok(ClassicalChannel::new(Box::new(end)))
+    }
+}

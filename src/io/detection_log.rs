@@ -1,0 +1,489 @@
+//! The `.qdl` detection log: the file header ([`super::header`]) followed by checksummed blocks
+//! of 16-byte records.
+//!
+//! Block layout (little-endian):
+//!
+//! | offset | type | field |
+//! |---|---|---|
+//! | 0 | `[u8; 4]` | `"QDBK"` |
+//! | 4 | `u16` | encoding: 0 = REC16 |
+//! | 6 | `u16` | block flags: bit1 records time-sorted |
+//! | 8 | `u32` | n_records (≤ 2^20) |
+//! | 12 | `u32` | payload_len = 16 · n_records |
+//! | 16 | `i64` | first_time: ≤ every record time |
+//! | 24 | `i64` | last_time: ≥ every record time |
+//! | 32 | … | payload: n_records REC16 records |
+//! | 32 + payload_len | `[u8; 32]` | BLAKE3 of bytes 0 .. 32 + payload_len of this block |
+//!
+//! REC16 record: `i64 time` (ticks; a slot index in slot-annotated files), `u16 channel`,
+//! `u8 kind` ([`RecordKind`]), `u8 flags` (bit0: part of a simultaneous multi-detector click),
+//! `u32 aux`. This follows `reference/formats.md` §9.2.
+
+use super::atomic_file::AtomicFile;
+use super::file_bytes::FileBytes;
+use super::header::{FileHeader, FileKind, parse_metadata};
+use crate::error::{FormatError, Result};
+use crate::protocol::Basis;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Block magic.
+pub const BLOCK_MAGIC: [u8; 4] = *b"QDBK";
+/// Block header size.
+pub const BLOCK_HEADER_LEN: usize = 32;
+/// Checksum size.
+pub const CHECKSUM_LEN: usize = 32;
+/// Record size.
+pub const RECORD_LEN: usize = 16;
+/// Most records in one block.
+pub const MAX_BLOCK_RECORDS: usize = 1 << 20;
+/// Record flag: this click is part of a multi-detector click in the same slot.
+pub const RECORD_FLAG_MULTI: u8 = 1;
+/// Block flag: records are sorted by time.
+pub const BLOCK_FLAG_SORTED: u16 = 1 << 1;
+
+/// What a record denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A detector click.
+    Detection = 0,
+    /// A sync or frame pulse.
+    Sync = 1,
+    /// A clock edge.
+    Clock = 2,
+    /// A marker input.
+    Marker = 3,
+    /// Start of a data gap (device overflow).
+    GapBegin = 4,
+    /// End of a data gap.
+    GapEnd = 5,
+    /// Count of missed events (in `aux`).
+    MissedCount = 6,
+    /// A device error.
+    DeviceError = 7,
+    /// Keep-alive / dummy record.
+    Dummy = 8,
+}
+
+impl RecordKind {
+    /// Decode a kind byte.
+    pub fn from_u8(v: u8) -> Option<RecordKind> {
+        use RecordKind::*;
+        Some(match v {
+            0 => Detection,
+            1 => Sync,
+            2 => Clock,
+            3 => Marker,
+            4 => GapBegin,
+            5 => GapEnd,
+            6 => MissedCount,
+            7 => DeviceError,
+            8 => Dummy,
+            _ => return None,
+        })
+    }
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Time in ticks (slot index for slot-annotated logs).
+    pub time: i64,
+    /// Channel id (see the metadata's channel list).
+    pub channel: u16,
+    /// Record kind.
+    pub kind: RecordKind,
+    /// Record flags.
+    pub flags: u8,
+    /// Auxiliary data.
+    pub aux: u32,
+}
+
+impl Record {
+    /// A detection on `channel` at `time`.
+    pub fn detection(time: i64, channel: u16, flags: u8) -> Record {
+        Record {
+            time,
+            channel,
+            kind: RecordKind::Detection,
+            flags,
+            aux: 0,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&self.channel.to_le_bytes());
+        out.push(self.kind as u8);
+        out.push(self.flags);
+        out.extend_from_slice(&self.aux.to_le_bytes());
+    }
+}
+
+/// Role of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// A single-photon detector.
+    Detector,
+    /// A sync / frame input.
+    Sync,
+    /// A clock input.
+    Clock,
+    /// A marker input.
+    Marker,
+}
+
+/// The (basis, value) a detector's click announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorState {
+    /// Measurement basis.
+    pub basis: Basis,
+    /// Bit value (0 or 1).
+    pub value: u8,
+}
+
+/// One input channel of the recording device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Channel id used in records.
+    pub id: u16,
+    /// Human name.
+    pub name: String,
+    /// Role.
+    pub kind: ChannelKind,
+    /// For detectors: the state a click announces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<DetectorState>,
+}
+
+/// Metadata of a detection log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionMeta {
+    /// `bob`, `alice`, `source` or `single`.
+    pub role: String,
+    /// Where the records came from (e.g. `qkd-distill/simulate`).
+    pub source_format: String,
+    /// The channels and, for detectors, the state each announces.
+    pub channels: Vec<ChannelInfo>,
+    /// Number of slots the run covers (slot-annotated logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_slots: Option<u64>,
+    /// Other keys, preserved.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DetectionMeta {
+    /// The detector state of `channel`, if it is a detector with a state.
+    pub fn detector_state(&self, channel: u16) -> Option<DetectorState> {
+        self.channels
+            .iter()
+            .find(|c| c.id == channel && c.kind == ChannelKind::Detector)
+            .and_then(|c| c.state)
+    }
+}
+
+/// Location of one block in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockIndex {
+    /// Byte offset of the block header.
+    pub offset: u64,
+    /// Records in the block.
+    pub n_records: u32,
+    /// Block flags.
+    pub flags: u16,
+    /// Lower bound of the record times.
+    pub first_time: i64,
+    /// Upper bound of the record times.
+    pub last_time: i64,
+}
+
+/// An open detection log.
+pub struct DetectionLog {
+    bytes: FileBytes,
+    header: FileHeader,
+    meta: DetectionMeta,
+    blocks: Vec<BlockIndex>,
+}
+
+impl DetectionLog {
+    /// Open and index `path`. Framing (magics, lengths, truncation) is checked here; block
+    /// checksums are checked when a block is read ([`DetectionLog::block`]) or by
+    /// [`DetectionLog::verify_all`].
+    pub fn open(path: &Path) -> Result<DetectionLog> {
+        let bytes = FileBytes::open(path)?;
+        let header = FileHeader::decode(&bytes, FileKind::DetectionLog, path)?;
+        let meta: DetectionMeta = parse_metadata(&header, path)?;
+        let mut blocks = Vec::new();
+        let mut off = header.header_len;
+        let p = || path.to_path_buf();
+        while off < bytes.len() {
+            if bytes.len() - off < BLOCK_HEADER_LEN {
+                return Err(FormatError::Truncated {
+                    path: p(),
+                    offset: off as u64,
+                    what: "block header",
+                    needed: BLOCK_HEADER_LEN as u64,
+                    available: (bytes.len() - off) as u64,
+                }
+                .into());
+            }
+            let b = &bytes[off..];
+            if b[..4] != BLOCK_MAGIC {
+                return Err(FormatError::BadMagic {
+                    path: p(),
+                    offset: off as u64,
+                    expected: "block magic \"QDBK\"".into(),
+                    kind: "detection log block",
+                }
+                .into());
+            }
+            let encoding = u16::from_le_bytes([b[4], b[5]]);
+            let flags = u16::from_le_bytes([b[6], b[7]]);
+            let n = u32::from_le_bytes(b[8..12].try_into().unwrap());
+            let plen = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+            if encoding != 0 {
+                return Err(FormatError::InvalidField {
+                    path: p(),
+                    offset: off as u64 + 4,
+                    field: "block encoding",
+                    message: format!("{encoding} is not supported (0 = REC16)"),
+                }
+                .into());
+            }
+            if n as usize > MAX_BLOCK_RECORDS || plen != n as usize * RECORD_LEN {
+                return Err(FormatError::InvalidField {
+                    path: p(),
+                    offset: off as u64 + 8,
+                    field: "n_records/payload_len",
+                    message: format!("{n} records do not fit payload_len {plen}"),
+                }
+                .into());
+            }
+            let total = BLOCK_HEADER_LEN + plen + CHECKSUM_LEN;
+            if bytes.len() - off < total {
+                return Err(FormatError::Truncated {
+                    path: p(),
+                    offset: off as u64,
+                    what: "block payload and checksum",
+                    needed: total as u64,
+                    available: (bytes.len() - off) as u64,
+                }
+                .into());
+            }
+            blocks.push(BlockIndex {
+                offset: off as u64,
+                n_records: n,
+                flags,
+                first_time: i64::from_le_bytes(b[16..24].try_into().unwrap()),
+                last_time: i64::from_le_bytes(b[24..32].try_into().unwrap()),
+            });
+            off += total;
+        }
+        Ok(DetectionLog {
+            bytes,
+            header,
+            meta,
+            blocks,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.bytes.path()
+    }
+
+    /// The header.
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &DetectionMeta {
+        &self.meta
+    }
+
+    /// The block index.
+    pub fn blocks(&self) -> &[BlockIndex] {
+        &self.blocks
+    }
+
+    /// Total records in all blocks.
+    pub fn total_records(&self) -> u64 {
+        self.blocks.iter().map(|b| u64::from(b.n_records)).sum()
+    }
+
+    /// True when the file is memory-mapped.
+    pub fn is_mapped(&self) -> bool {
+        self.bytes.is_mapped()
+    }
+
+    /// The records of block `i`, after verifying its checksum and record fields.
+    pub fn block(&self, i: usize) -> Result<Records<'_>> {
+        let bi = self.blocks[i];
+        let off = bi.offset as usize;
+        let plen = bi.n_records as usize * RECORD_LEN;
+        let body = &self.bytes[off..off + BLOCK_HEADER_LEN + plen];
+        let sum = &self.bytes
+            [off + BLOCK_HEADER_LEN + plen..off + BLOCK_HEADER_LEN + plen + CHECKSUM_LEN];
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(FormatError::Checksum {
+                path: self.path().to_path_buf(),
+                offset: bi.offset,
+                what: "detection block",
+            }
+            .into());
+        }
+        let recs = Records {
+            bytes: &body[BLOCK_HEADER_LEN..],
+        };
+        let sorted = bi.flags & BLOCK_FLAG_SORTED != 0;
+        let mut prev = i64::MIN;
+        for (k, chunk) in recs.bytes.chunks_exact(RECORD_LEN).enumerate() {
+            let rec_off = (off + BLOCK_HEADER_LEN + k * RECORD_LEN) as u64;
+            let t = i64::from_le_bytes(chunk[..8].try_into().unwrap());
+            let bad = |field: &'static str, message: String| -> crate::error::Error {
+                FormatError::InvalidField {
+                    path: self.path().to_path_buf(),
+                    offset: rec_off,
+                    field,
+                    message,
+                }
+                .into()
+            };
+            if RecordKind::from_u8(chunk[10]).is_none() {
+                return Err(bad("record kind", format!("unknown kind {}", chunk[10])));
+            }
+            if t < bi.first_time || t > bi.last_time {
+                return Err(bad(
+                    "record time",
+                    format!(
+                        "{t} outside the block's [{}, {}]",
+                        bi.first_time, bi.last_time
+                    ),
+                ));
+            }
+            if sorted && t < prev {
+                return Err(bad(
+                    "record time",
+                    format!("{t} before the previous {prev} in a sorted block"),
+                ));
+            }
+            prev = t;
+        }
+        Ok(recs)
+    }
+
+    /// Verify every block.
+    pub fn verify_all(&self) -> Result<()> {
+        for i in 0..self.blocks.len() {
+            self.block(i)?;
+        }
+        Ok(())
+    }
+}
+
+/// The records of one verified block.
+#[derive(Clone, Copy)]
+pub struct Records<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / RECORD_LEN
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Record `i` (kinds were validated when the block was read).
+    #[inline]
+    pub fn get(&self, i: usize) -> Record {
+        let c = &self.bytes[i * RECORD_LEN..(i + 1) * RECORD_LEN];
+        Record {
+            time: i64::from_le_bytes(c[..8].try_into().unwrap()),
+            channel: u16::from_le_bytes([c[8], c[9]]),
+            kind: RecordKind::from_u8(c[10]).unwrap_or(RecordKind::Dummy),
+            flags: c[11],
+            aux: u32::from_le_bytes(c[12..16].try_into().unwrap()),
+        }
+    }
+
+    /// Iterate over the records.
+    pub fn iter(&self) -> impl Iterator<Item = Record> + 'a {
+        let this = *self;
+        (0..this.len()).map(move |i| this.get(i))
+    }
+}
+
+/// Writes a detection log block by block.
+pub struct DetectionLogWriter {
+    file: AtomicFile,
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl DetectionLogWriter {
+    /// Create `path` with `header` (its `metadata_json` must hold a [`DetectionMeta`]).
+    pub fn create(path: &Path, header: &FileHeader, overwrite: bool) -> Result<DetectionLogWriter> {
+        let mut file = AtomicFile::create(path, overwrite, false)?;
+        file.write_all(&header.encode(FileKind::DetectionLog))?;
+        Ok(DetectionLogWriter {
+            file,
+            buf: Vec::new(),
+            records: 0,
+        })
+    }
+
+    /// Append records as one or more blocks (split at [`MAX_BLOCK_RECORDS`]).
+    pub fn write_records(&mut self, records: &[Record]) -> Result<()> {
+        for chunk in records.chunks(MAX_BLOCK_RECORDS) {
+            self.write_block(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let first = records.iter().map(|r| r.time).min().unwrap();
+        let last = records.iter().map(|r| r.time).max().unwrap();
+        let sorted = records.windows(2).all(|w| w[0].time <= w[1].time);
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.extend_from_slice(&BLOCK_MAGIC);
+        buf.extend_from_slice(&0u16.to_le_bytes());
+        buf.extend_from_slice(&(if sorted { BLOCK_FLAG_SORTED } else { 0 }).to_le_bytes());
+        buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&((records.len() * RECORD_LEN) as u32).to_le_bytes());
+        buf.extend_from_slice(&first.to_le_bytes());
+        buf.extend_from_slice(&last.to_le_bytes());
+        for r in records {
+            r.encode(buf);
+        }
+        let sum = blake3::hash(buf);
+        buf.extend_from_slice(sum.as_bytes());
+        self.records += records.len() as u64;
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.file.write_all(&buf);
+        self.buf = buf;
+        r
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Complete the file.
+    pub fn finish(self) -> Result<PathBuf> {
+        self.file.commit()
+    }
+}

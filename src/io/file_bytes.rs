@@ -1,0 +1,80 @@
+//! Whole-file input: memory-mapped (memmap2) when the file is large enough to benefit, with a
+//! fallback to `read()` when mapping fails or is disabled (`QKD_NO_MMAP=1`).
+//!
+//! Mapping rule: only completed files are mapped. A file that another process truncates while it
+//! is mapped can raise SIGBUS, so the engine must not be pointed at files still being written
+//! (streaming input from a live rig arrives through the adapters of a later issue).
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+/// Files smaller than this are read into memory; mapping them costs more than it saves.
+pub const MMAP_THRESHOLD: u64 = 1 << 20;
+
+enum Storage {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// The bytes of a file, mapped or read.
+pub struct FileBytes {
+    path: PathBuf,
+    storage: Storage,
+}
+
+impl FileBytes {
+    /// Open `path`, mapping it when it is at least [`MMAP_THRESHOLD`] bytes.
+    pub fn open(path: &Path) -> Result<FileBytes> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let no_mmap = std::env::var_os("QKD_NO_MMAP").is_some_and(|v| v != "0");
+        if len >= MMAP_THRESHOLD && !no_mmap {
+            // SAFETY: the mapping is read-only and private to this process. The engine's rule
+            // (module docs) is that input files are complete and not modified during a run;
+            // modification by another process is outside what this program can guard against.
+            if let Ok(map) = unsafe { memmap2::MmapOptions::new().map(&file) } {
+                #[cfg(unix)]
+                let _ = map.advise(memmap2::Advice::Sequential);
+                return Ok(FileBytes {
+                    path: path.to_path_buf(),
+                    storage: Storage::Mapped(map),
+                });
+            }
+        }
+        Self::read(path)
+    }
+
+    /// Read `path` into memory without mapping.
+    pub fn read(path: &Path) -> Result<FileBytes> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+        Ok(FileBytes {
+            path: path.to_path_buf(),
+            storage: Storage::Owned(buf),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the bytes are memory-mapped.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped(_))
+    }
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.storage {
+            Storage::Mapped(m) => m,
+            Storage::Owned(v) => v,
+        }
+    }
+}

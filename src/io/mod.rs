@@ -1,0 +1,22 @@
+//! Input and output of the engine's files.
+//!
+//! * [`detection_log`]: the `.qdl` detection log (Bob's detector clicks, or any time-tag stream);
+//! * [`prep_log`]: the `.qpl` preparation log (Alice's per-slot basis, value and intensity);
+//! * [`header`]: the 64-byte header with JSON metadata both share;
+//! * [`file_bytes`]: memory-mapped input with a `read()` fallback;
+//! * [`atomic_file`]: output written to a temporary name and renamed on success, so that an
+//!   interrupted write never replaces or corrupts what was stored before.
+//!
+//! The byte layouts are specified in `docs/formats.md`.
+
+pub mod atomic_file;
+pub mod detection_log;
+pub mod file_bytes;
+pub mod header;
+pub mod prep_log;
+
+pub use atomic_file::AtomicFile;
+pub use detection_log::{DetectionLog, DetectionLogWriter, Record, RecordKind};
+pub use file_bytes::FileBytes;
+pub use header::{FileHeader, FileKind, RunId};
+pub use prep_log::{PrepLog, PrepLogWriter, Symbol};
