@@ -87,3 +87,23 @@ impl DecoyParams {
         Ok(())
     }
 }
+
+/// The two parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The sender; her key is the reference.
+    Alice,
+    /// The receiver; corrects his key towards Alice's.
+    Bob,
+}
+
+impl Role {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Alice => "alice",
+            Role::Bob => "bob",
+        }
+    }
+}

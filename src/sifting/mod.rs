@@ -21,6 +21,7 @@ use crate::io::prep_log::{PrepLog, SlotBlock};
 use crate::kernels::Kernels;
 use crate::protocol::Basis;
 use rand::Rng;
+use std::sync::Arc;
 
 /// Intensity classes of a run of bits as two planes (class = bit0 | bit1 << 1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,50 +183,55 @@ pub struct AliceSymbols {
     pub classes: ClassPlanes,
 }
 
-/// Sequential reader of Alice's log for increasing slots: keeps the current verified block.
-pub struct PrepCursor<'a> {
-    log: &'a PrepLog,
-    index: usize,
-    block: Option<SlotBlock<'a>>,
+/// Reader of Alice's log for increasing slots: verifies each block's checksum once.
+pub struct PrepCursor {
+    log: Arc<PrepLog>,
+    verified: Vec<bool>,
+    current: Option<usize>,
 }
 
-impl<'a> PrepCursor<'a> {
-    /// A cursor at the start of `log`.
-    pub fn new(log: &'a PrepLog) -> Self {
+impl PrepCursor {
+    /// A cursor over `log`.
+    pub fn new(log: Arc<PrepLog>) -> Self {
+        let n = log.blocks().len();
         PrepCursor {
             log,
-            index: 0,
-            block: None,
+            verified: vec![false; n],
+            current: None,
         }
     }
 
-    fn block_for(&mut self, slot: u64) -> Result<SlotBlock<'a>> {
-        if let Some(b) = self.block
-            && b.contains(slot)
-        {
-            return Ok(b);
+    fn block_for(&mut self, slot: u64) -> Result<SlotBlock<'_>> {
+        let cached = self.current.filter(|&i| {
+            let b = self.log.blocks()[i];
+            slot >= b.first_slot && slot < b.first_slot + u64::from(b.n_slots)
+        });
+        let i = match cached {
+            Some(i) => i,
+            None => self
+                .log
+                .block_of_slot(slot)
+                .ok_or_else(|| ProtocolError::Disagreement {
+                    what: "detected slot",
+                    detail: format!(
+                        "Bob announced slot {slot}, but {} holds only {} slots",
+                        self.log.path().display(),
+                        self.log.total_slots()
+                    ),
+                })?,
+        };
+        self.current = Some(i);
+        if !self.verified[i] {
+            self.log.block(i)?;
+            self.verified[i] = true;
         }
-        let i = self
-            .log
-            .block_of_slot(slot)
-            .ok_or_else(|| ProtocolError::Disagreement {
-                what: "detected slot",
-                detail: format!(
-                    "Bob announced slot {slot}, but {} holds only {} slots",
-                    self.log.path().display(),
-                    self.log.total_slots()
-                ),
-            })?;
-        self.index = i;
-        let b = self.log.block(i)?;
-        self.block = Some(b);
-        Ok(b)
+        Ok(self.log.block_trusted(i))
     }
 }
 
 impl AliceSymbols {
     /// Look up Alice's symbols at `slots` (increasing).
-    pub fn gather(cursor: &mut PrepCursor<'_>, slots: &[u64]) -> Result<AliceSymbols> {
+    pub fn gather(cursor: &mut PrepCursor, slots: &[u64]) -> Result<AliceSymbols> {
         let n = slots.len();
         let mut out = AliceSymbols {
             basis: BitVec::zeros(n),

@@ -1,0 +1,119 @@
+//! Settings of a distillation run. Alice sends hers to Bob in the session handshake; Bob
+//! refuses to run with different settings.
+
+use crate::error::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// Reconciliation protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconciliationMethod {
+    /// Cascade, original four passes (Brassard–Salvail 1993).
+    #[default]
+    Cascade,
+}
+
+impl ReconciliationMethod {
+    /// Parse a CLI name.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "cascade" => Ok(ReconciliationMethod::Cascade),
+            other => Err(ConfigError::invalid(
+                "reconciliation",
+                format!("unknown method `{other}` (known: cascade)"),
+            )),
+        }
+    }
+}
+
+/// Settings that both parties must share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillSettings {
+    /// Target sifted key-basis bits per block (the finite-key and privacy-amplification unit).
+    /// Blocks hold at least this many bits; a remainder smaller than one block joins the last.
+    pub block_bits: u64,
+    /// Error-correction frame length.
+    pub ec_frame_bits: u64,
+    /// Reconciliation protocol.
+    pub reconciliation: ReconciliationMethod,
+    /// Secrecy parameter ε_sec.
+    pub epsilon_sec: f64,
+    /// Correctness parameter ε_cor.
+    pub epsilon_cor: f64,
+    /// Abort when the estimated key-basis or test-basis error rate exceeds this.
+    pub max_qber: f64,
+    /// Fraction of sifted key bits disclosed to estimate the error rate (0: use the test basis).
+    pub qber_sample_fraction: f64,
+    /// Error-correction workers (blocks in flight).
+    pub ec_workers: usize,
+    /// Detections per sifting round.
+    pub sift_chunk: usize,
+    /// Capacity of the queues between stages, in blocks.
+    pub queue_capacity: usize,
+}
+
+impl Default for DistillSettings {
+    fn default() -> Self {
+        DistillSettings {
+            block_bits: 1 << 21,
+            ec_frame_bits: 1 << 16,
+            reconciliation: ReconciliationMethod::Cascade,
+            epsilon_sec: 1e-10,
+            epsilon_cor: 1e-15,
+            max_qber: 0.11,
+            qber_sample_fraction: 0.01,
+            ec_workers: 2,
+            sift_chunk: 1 << 16,
+            queue_capacity: 2,
+        }
+    }
+}
+
+impl DistillSettings {
+    /// Check ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let unit = |name: &'static str, v: f64| {
+            if v > 0.0 && v < 1.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(name, format!("{v} must be in (0, 1)")))
+            }
+        };
+        unit("epsilon-sec", self.epsilon_sec)?;
+        unit("epsilon-cor", self.epsilon_cor)?;
+        if !(self.max_qber > 0.0 && self.max_qber <= 0.5) {
+            return Err(ConfigError::invalid(
+                "max-qber",
+                format!("{} must be in (0, 0.5]", self.max_qber),
+            ));
+        }
+        if !(0.0..0.5).contains(&self.qber_sample_fraction) {
+            return Err(ConfigError::invalid(
+                "qber-sample",
+                format!("{} must be in [0, 0.5)", self.qber_sample_fraction),
+            ));
+        }
+        if self.block_bits < 1024 {
+            return Err(ConfigError::invalid(
+                "block-bits",
+                format!("{} is too small (≥ 1024)", self.block_bits),
+            ));
+        }
+        if self.ec_frame_bits < 64 || self.ec_frame_bits > u32::MAX as u64 {
+            return Err(ConfigError::invalid(
+                "ec-frame-bits",
+                format!("{} must be in [64, 2^32)", self.ec_frame_bits),
+            ));
+        }
+        if self.ec_workers == 0 || self.ec_workers > 64 {
+            return Err(ConfigError::invalid(
+                "threads",
+                format!("{} EC workers (1..=64)", self.ec_workers),
+            ));
+        }
+        if self.sift_chunk == 0 || self.queue_capacity == 0 {
+            return Err(ConfigError::invalid("sift-chunk/queue", "must be ≥ 1"));
+        }
+        Ok(())
+    }
+}

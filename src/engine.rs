@@ -1,0 +1,553 @@
+//! Assembles the two parties' pipelines and runs a batch distillation: Alice's preparation log
+//! and Bob's detection log in, two identical key files and a report out.
+//!
+//! Each party runs on its own threads and owns only its own data; they talk only through the
+//! classical channel (here the in-process [`InMemoryLink`]). The same `run_party` would serve
+//! a party on its own machine over a network link.
+
+use crate::block::{BlockOutcome, BlockReport};
+use crate::classical::{ChannelStats, InMemoryLink, Link, Message, unexpected};
+use crate::config::DistillSettings;
+use crate::error::{AbortReason, ConfigError, Error, ProtocolError, Result};
+use crate::io::{DetectionLog, PrepLog, RunId};
+use crate::kernels::Kernels;
+use crate::keystore::KeySink;
+use crate::ledger::LeakageLedger;
+use crate::pipeline::{Pipeline, StageMetrics, pick_error};
+use crate::progress::Progress;
+use crate::protocol::{DecoyParams, Role};
+use crate::rng::protocol_rng;
+use crate::stages::amplification::AmplificationStage;
+use crate::stages::error_correction::ErrorCorrectionStage;
+use crate::stages::estimation::EstimationStage;
+use crate::stages::sifting::SiftingSource;
+use crate::stages::verification::VerificationStage;
+use crate::stages::{Session, StageIo, StreamId};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Options of a batch run.
+#[derive(Debug, Clone)]
+pub struct DistillOptions {
+    /// Shared settings.
+    pub settings: DistillSettings,
+    /// Directory for `alice.key` and `bob.key`.
+    pub out_dir: PathBuf,
+    /// Replace existing key files.
+    pub overwrite: bool,
+    /// Deterministic protocol randomness (tests only; insecure).
+    pub deterministic_seed: Option<u64>,
+    /// Kernels.
+    pub kernels: Kernels,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Key files written.
+    Key,
+    /// Completed without a security problem, but no key (too little data).
+    NoKey,
+    /// Security abort: no key.
+    Aborted,
+}
+
+/// The paths of the key files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFiles {
+    /// Alice's key.
+    pub alice: PathBuf,
+    /// Bob's key.
+    pub bob: PathBuf,
+}
+
+/// Per-party stage metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartyMetrics {
+    /// Alice's stages.
+    pub alice: Vec<StageMetrics>,
+    /// Bob's stages.
+    pub bob: Vec<StageMetrics>,
+}
+
+/// The JSON report of `qkd distill`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DistillReport {
+    /// Producer and version.
+    pub tool: String,
+    /// Run id of the logs.
+    pub run_id: String,
+    /// Alice's preparation log.
+    pub alice_log: PathBuf,
+    /// Bob's detection log.
+    pub bob_log: PathBuf,
+    /// Outcome.
+    pub outcome: RunOutcome,
+    /// True for a security abort.
+    pub aborted: bool,
+    /// Why the run aborted or produced no key.
+    pub abort_reason: Option<String>,
+    /// Structured abort reason.
+    pub abort: Option<AbortReason>,
+    /// Slots in the run.
+    pub total_slots: u64,
+    /// Detected slots.
+    pub detections: u64,
+    /// Sifted key-basis bits.
+    pub sifted_bits: u64,
+    /// Error rate of the reconciled bits (errors corrected / bits), or the estimate if nothing
+    /// was reconciled.
+    pub qber: f64,
+    /// Bits subtracted for disclosure (error correction + verification), all blocks.
+    pub leaked_bits: u64,
+    /// Secret key bits produced (per party).
+    pub secret_bits: u64,
+    /// Secrecy parameter per block key.
+    pub epsilon_sec: f64,
+    /// Correctness parameter per block key.
+    pub epsilon_cor: f64,
+    /// Blocks that produced key.
+    pub blocks_ok: u64,
+    /// Blocks that did not.
+    pub blocks_failed: u64,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// Sifted key bits per second of wall time.
+    pub sifted_bits_per_s: f64,
+    /// Secret key bits per second of wall time.
+    pub secret_bits_per_s: f64,
+    /// Key files (only when a key was produced).
+    pub key_files: Option<KeyFiles>,
+    /// Disclosure over all blocks, by kind.
+    pub ledger: LeakageLedger,
+    /// Settings.
+    pub settings: DistillSettings,
+    /// Source parameters used by the bound.
+    pub decoy: DecoyParams,
+    /// Kernel ISA.
+    pub isa: String,
+    /// Protocol randomness was deterministic (insecure test mode).
+    pub deterministic_rng: bool,
+    /// Classical-channel traffic sent by Alice and by Bob.
+    pub channel: ChannelStats,
+    /// Per-block details (Bob's view, which includes the corrected error counts).
+    pub blocks: Vec<BlockReport>,
+    /// Per-stage metrics.
+    pub stages: PartyMetrics,
+}
+
+impl DistillReport {
+    /// Exit status: 0 key, 1 no key or abort.
+    pub fn exit_code(&self) -> u8 {
+        match self.outcome {
+            RunOutcome::Key => 0,
+            RunOutcome::NoKey | RunOutcome::Aborted => 1,
+        }
+    }
+}
+
+enum PartyInput {
+    Alice(Arc<PrepLog>),
+    Bob(Arc<DetectionLog>),
+}
+
+struct PartyResult {
+    sink: Option<KeySink>,
+    metrics: Vec<StageMetrics>,
+    traffic: ChannelStats,
+    error: Option<Error>,
+    decoy: Option<DecoyParams>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HelloSettings {
+    settings: DistillSettings,
+    decoy: DecoyParams,
+}
+
+fn handshake(
+    input: &PartyInput,
+    link: &dyn Link,
+    settings: &DistillSettings,
+) -> Result<DecoyParams> {
+    let mut ch = link.open(StreamId::HANDSHAKE)?;
+    match input {
+        PartyInput::Alice(log) => {
+            let hello = HelloSettings {
+                settings: settings.clone(),
+                decoy: log.meta().decoy.clone(),
+            };
+            let msg = Message::Hello {
+                run_id: log.header().run_id.0,
+                total_slots: log.total_slots(),
+                settings: serde_json::to_string(&hello).expect("settings serialize"),
+            };
+            ch.send_unaccounted(&msg)?;
+            match ch.recv(&mut LeakageLedger::default())? {
+                Message::HelloAck { run_id } if run_id == log.header().run_id.0 => Ok(hello.decoy),
+                Message::HelloAck { run_id } => Err(ConfigError::Mismatch(format!(
+                    "Bob's detection log is from run {}, but {} is from run {}",
+                    RunId(run_id),
+                    log.path().display(),
+                    log.header().run_id
+                ))
+                .into()),
+                other => Err(unexpected("HelloAck", &other)),
+            }
+        }
+        PartyInput::Bob(log) => {
+            let (run_id, total_slots, text) = match ch.recv(&mut LeakageLedger::default())? {
+                Message::Hello {
+                    run_id,
+                    total_slots,
+                    settings,
+                } => (run_id, total_slots, settings),
+                other => return Err(unexpected("Hello", &other)),
+            };
+            let refuse = |ch: &mut crate::classical::ClassicalChannel, e: Error| -> Error {
+                ch.abort(&e);
+                e
+            };
+            if run_id != log.header().run_id.0 {
+                let e = ConfigError::Mismatch(format!(
+                    "{} is from run {}, but Alice's preparation log is from run {}; the logs do not belong together",
+                    log.path().display(),
+                    log.header().run_id,
+                    RunId(run_id)
+                ))
+                .into();
+                return Err(refuse(&mut ch, e));
+            }
+            if let Some(t) = log.meta().total_slots
+                && t != total_slots
+            {
+                let e = ConfigError::Mismatch(format!(
+                    "{} covers {t} slots, Alice's log {total_slots}",
+                    log.path().display()
+                ))
+                .into();
+                return Err(refuse(&mut ch, e));
+            }
+            let hello: HelloSettings = serde_json::from_str(&text)
+                .map_err(|e| ProtocolError::Malformed(format!("Hello settings: {e}")))?;
+            if &hello.settings != settings {
+                let e = ProtocolError::Disagreement {
+                    what: "session settings",
+                    detail: format!("Alice {:?}, Bob {:?}", hello.settings, settings),
+                }
+                .into();
+                return Err(refuse(&mut ch, e));
+            }
+            hello.decoy.validate()?;
+            ch.send_unaccounted(&Message::HelloAck {
+                run_id: log.header().run_id.0,
+            })?;
+            Ok(hello.decoy)
+        }
+    }
+}
+
+fn run_party(
+    role: Role,
+    input: PartyInput,
+    link: Arc<dyn Link>,
+    opts: &DistillOptions,
+    key_path: PathBuf,
+    progress: Arc<dyn Progress + Send + Sync>,
+) -> PartyResult {
+    let traffic = Arc::new(Mutex::new(ChannelStats::default()));
+    let mut result = PartyResult {
+        sink: None,
+        metrics: vec![],
+        traffic: ChannelStats::default(),
+        error: None,
+        decoy: None,
+    };
+    let run = || -> Result<(KeySink, Vec<StageMetrics>, DecoyParams)> {
+        let decoy = handshake(&input, link.as_ref(), &opts.settings)?;
+        let sink = KeySink::create(&key_path, opts.overwrite)?;
+        let session = Arc::new(Session {
+            role,
+            settings: opts.settings.clone(),
+            decoy: decoy.clone(),
+            kernels: opts.kernels,
+            deterministic_seed: opts.deterministic_seed,
+        });
+        let io = |stream: u32| -> Result<StageIo> {
+            Ok(StageIo {
+                session: session.clone(),
+                channel: link.open(stream)?,
+                rng: protocol_rng(opts.deterministic_seed, role, u64::from(stream))?,
+                traffic: traffic.clone(),
+            })
+        };
+        let source = match &input {
+            PartyInput::Alice(log) => SiftingSource::alice(io(StreamId::SIFTING)?, log.clone()),
+            PartyInput::Bob(log) => {
+                SiftingSource::bob(io(StreamId::SIFTING)?, log.clone(), progress.clone())?
+            }
+        };
+        let estimation = EstimationStage::new(io(StreamId::ESTIMATION)?);
+        let workers = (0..opts.settings.ec_workers)
+            .map(|w| io(StreamId::error_correction(w)).map(ErrorCorrectionStage::new))
+            .collect::<Result<Vec<_>>>()?;
+        let verification = VerificationStage::new(io(StreamId::VERIFICATION)?);
+        let amplification = AmplificationStage::new(io(StreamId::AMPLIFICATION)?);
+        let mut p = Pipeline::new(opts.settings.queue_capacity);
+        let f = p.source(source);
+        let f = p.stage(f, estimation);
+        let f = p.pool(f, workers);
+        let f = p.stage(f, verification);
+        let f = p.stage(f, amplification);
+        let handle = p.sink(f, "key_store", sink, KeySink::push);
+        let (sink, sink_result) = handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let joined = p.join();
+        let mut errors: Vec<Error> = vec![];
+        if let Err(e) = sink_result {
+            errors.push(e);
+        }
+        let metrics = match joined {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                vec![]
+            }
+        };
+        pick_error(errors)?;
+        Ok((sink, metrics, decoy))
+    };
+    match run() {
+        Ok((sink, metrics, decoy)) => {
+            result.sink = Some(sink);
+            result.metrics = metrics;
+            result.decoy = Some(decoy);
+        }
+        Err(e) => result.error = Some(e),
+    }
+    result.traffic = *traffic.lock().unwrap_or_else(|e| e.into_inner());
+    result
+}
+
+/// Run a batch distillation of `alice_log` (`.qpl`) and `bob_log` (`.qdl`).
+///
+/// Returns the report for every completed run, including security aborts and runs without key;
+/// returns an error when the run could not be carried out (bad input, I/O, protocol failure).
+pub fn distill(
+    alice_log: &Path,
+    bob_log: &Path,
+    opts: &DistillOptions,
+    progress: Arc<dyn Progress + Send + Sync>,
+) -> Result<DistillReport> {
+    let start = Instant::now();
+    opts.settings.validate()?;
+    let prep = Arc::new(PrepLog::open(alice_log)?);
+    let det = Arc::new(DetectionLog::open(bob_log)?);
+    if prep.header().run_id != det.header().run_id {
+        return Err(ConfigError::Mismatch(format!(
+            "mismatched logs: {} is from run {} but {} is from run {}",
+            alice_log.display(),
+            prep.header().run_id,
+            bob_log.display(),
+            det.header().run_id
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let files = KeyFiles {
+        alice: opts.out_dir.join("alice.key"),
+        bob: opts.out_dir.join("bob.key"),
+    };
+    for f in [&files.alice, &files.bob] {
+        if !opts.overwrite && f.exists() {
+            return Err(ConfigError::Mismatch(format!(
+                "{} already exists; refusing to overwrite it (use --force to replace it)",
+                f.display()
+            ))
+            .into());
+        }
+    }
+    let (la, lb) = InMemoryLink::pair();
+    let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
+    let total_slots = prep.total_slots();
+    let run_id = prep.header().run_id.to_string();
+    let (alice, bob) = std::thread::scope(|s| {
+        let a = {
+            let progress = progress.clone();
+            let path = files.alice.clone();
+            let prep = prep.clone();
+            s.spawn(move || {
+                run_party(
+                    Role::Alice,
+                    PartyInput::Alice(prep),
+                    la,
+                    opts,
+                    path,
+                    progress,
+                )
+            })
+        };
+        let b = {
+            let progress = progress.clone();
+            let path = files.bob.clone();
+            let det = det.clone();
+            s.spawn(move || run_party(Role::Bob, PartyInput::Bob(det), lb, opts, path, progress))
+        };
+        (
+            a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    progress.finish();
+    // Security aborts first: they are the answer even if the other side saw only a closed
+    // channel. Then real errors.
+    let mut abort = None;
+    let mut errors = vec![];
+    for e in [alice.error, bob.error].into_iter().flatten() {
+        match e {
+            Error::Aborted(AbortReason::PeerAborted { .. }) if abort.is_some() => {}
+            Error::Aborted(r) => {
+                if abort.is_none() || matches!(abort, Some(AbortReason::PeerAborted { .. })) {
+                    abort = Some(r);
+                }
+            }
+            e => errors.push(e),
+        }
+    }
+    if abort.is_none() {
+        pick_error(errors)?;
+    }
+    let decoy = alice
+        .decoy
+        .or(bob.decoy)
+        .unwrap_or_else(|| prep.meta().decoy.clone());
+    let (blocks, a_bits, b_bits, digests_match) = match (&alice.sink, &bob.sink) {
+        (Some(a), Some(b)) => {
+            let same_lengths = a
+                .reports
+                .iter()
+                .map(|r| r.secret_bits)
+                .eq(b.reports.iter().map(|r| r.secret_bits));
+            (
+                b.reports.clone(),
+                a.secret_bits,
+                b.secret_bits,
+                same_lengths && a.digest() == b.digest(),
+            )
+        }
+        _ => (vec![], 0, 0, true),
+    };
+    if abort.is_none() && !digests_match {
+        return Err(ProtocolError::Disagreement {
+            what: "final keys",
+            detail: format!(
+                "Alice's and Bob's keys differ ({a_bits} and {b_bits} bits); no key files written"
+            ),
+        }
+        .into());
+    }
+    let mut ledger = LeakageLedger::default();
+    for b in &blocks {
+        ledger.add(&b.ledger);
+    }
+    let sifted_bits: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
+    let detections: u64 = blocks.iter().map(|b| b.detections).sum();
+    let (ec_bits, ec_errors) = blocks
+        .iter()
+        .filter_map(|b| b.error_correction.as_ref())
+        .fold((0u64, 0u64), |(n, e), r| {
+            (n + r.bits, e + r.corrected_errors.unwrap_or(0))
+        });
+    let qber = if ec_bits > 0 {
+        ec_errors as f64 / ec_bits as f64
+    } else {
+        let w: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
+        if w > 0 {
+            blocks
+                .iter()
+                .map(|b| b.qber_estimate * b.sifted_key_bits as f64)
+                .sum::<f64>()
+                / w as f64
+        } else {
+            0.0
+        }
+    };
+    let blocks_ok = blocks
+        .iter()
+        .filter(|b| b.outcome == BlockOutcome::Key)
+        .count() as u64;
+    let (outcome, reason, key_files) = if let Some(r) = &abort {
+        (RunOutcome::Aborted, Some(r.to_string()), None)
+    } else if a_bits == 0 {
+        let why = if blocks.is_empty() {
+            "no key: the detection log holds no sifted detections".to_string()
+        } else {
+            let reasons: Vec<String> = blocks
+                .iter()
+                .filter_map(|b| match &b.outcome {
+                    BlockOutcome::NoKey { reason } => Some(format!("block {}: {reason}", b.id)),
+                    _ => None,
+                })
+                .collect();
+            format!("no key: {}", reasons.join("; "))
+        };
+        (RunOutcome::NoKey, Some(why), None)
+    } else {
+        (RunOutcome::Key, None, Some(files.clone()))
+    };
+    if outcome == RunOutcome::Key {
+        // Commit both only when both are complete and equal.
+        alice.sink.expect("alice sink").commit()?;
+        bob.sink.expect("bob sink").commit()?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut channel = alice.traffic;
+    channel.add(&bob.traffic);
+    Ok(DistillReport {
+        tool: format!("qkd-distill {}", env!("CARGO_PKG_VERSION")),
+        run_id,
+        alice_log: alice_log.to_path_buf(),
+        bob_log: bob_log.to_path_buf(),
+        outcome,
+        aborted: outcome == RunOutcome::Aborted,
+        abort_reason: reason,
+        abort,
+        total_slots,
+        detections,
+        sifted_bits,
+        qber,
+        leaked_bits: ledger.subtracted(),
+        secret_bits: if outcome == RunOutcome::Key {
+            a_bits
+        } else {
+            0
+        },
+        epsilon_sec: opts.settings.epsilon_sec,
+        epsilon_cor: opts.settings.epsilon_cor,
+        blocks_ok,
+        blocks_failed: blocks.len() as u64 - blocks_ok,
+        elapsed_s: elapsed,
+        sifted_bits_per_s: sifted_bits as f64 / elapsed.max(1e-9),
+        secret_bits_per_s: if outcome == RunOutcome::Key {
+            a_bits as f64 / elapsed.max(1e-9)
+        } else {
+            0.0
+        },
+        key_files,
+        ledger,
+        settings: opts.settings.clone(),
+        decoy,
+        isa: opts.kernels.isa().to_string(),
+        deterministic_rng: opts.deterministic_seed.is_some(),
+        channel,
+        blocks,
+        stages: PartyMetrics {
+            alice: alice.metrics,
+            bob: bob.metrics,
+        },
+    })
+}

@@ -1,0 +1,101 @@
+use super::*;
+use crate::error::ConfigError;
+
+struct N(u64, u64);
+impl Item for N {
+    fn seq(&self) -> u64 {
+        self.0
+    }
+    fn size_bits(&self) -> u64 {
+        1
+    }
+}
+
+struct Count {
+    next: u64,
+    end: u64,
+}
+impl Source for Count {
+    type Out = N;
+    fn name(&self) -> &'static str {
+        "count"
+    }
+    fn next(&mut self) -> Result<Option<N>> {
+        if self.next == self.end {
+            return Ok(None);
+        }
+        self.next += 1;
+        Ok(Some(N(self.next - 1, self.next - 1)))
+    }
+}
+
+struct Square {
+    fail_at: Option<u64>,
+    slow_odd: bool,
+}
+impl Stage for Square {
+    type In = N;
+    type Out = N;
+    fn name(&self) -> &'static str {
+        "square"
+    }
+    fn process(&mut self, n: N) -> Result<N> {
+        if Some(n.0) == self.fail_at {
+            return Err(ConfigError::invalid("test", format!("failing at {}", n.0)).into());
+        }
+        if self.slow_odd && n.0 % 2 == 1 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(N(n.0, n.1 * n.1))
+    }
+}
+
+#[test]
+fn pool_preserves_order_and_counts() {
+    let mut p = Pipeline::new(2);
+    let f = p.source(Count { next: 0, end: 200 });
+    let f = p.pool(
+        f,
+        (0..3)
+            .map(|_| Square {
+                fail_at: None,
+                slow_odd: true,
+            })
+            .collect(),
+    );
+    let h = p.sink(f, "collect", Vec::new(), |v: &mut Vec<u64>, n: N| {
+        v.push(n.1);
+        Ok(())
+    });
+    let (got, r) = h.join().unwrap();
+    r.unwrap();
+    let metrics = p.join().unwrap();
+    assert_eq!(got, (0..200u64).map(|x| x * x).collect::<Vec<_>>());
+    let sq = metrics.iter().find(|m| m.name == "square").unwrap();
+    assert_eq!((sq.items, sq.workers), (200, 3));
+}
+
+#[test]
+fn a_failing_stage_stops_the_pipeline_with_its_error() {
+    let mut p = Pipeline::new(1);
+    let f = p.source(Count {
+        next: 0,
+        end: 1_000_000,
+    });
+    let f = p.stage(
+        f,
+        Square {
+            fail_at: Some(10),
+            slow_odd: false,
+        },
+    );
+    let h = p.sink(f, "collect", 0u64, |c: &mut u64, _n: N| {
+        *c += 1;
+        Ok(())
+    });
+    let (count, r) = h.join().unwrap();
+    r.unwrap();
+    assert_eq!(count, 10);
+    let err = p.join().unwrap_err();
+    assert!(err.to_string().contains("failing at 10"), "{err}");
+}

@@ -1,0 +1,116 @@
+//! Privacy amplification of a block: both parties compute ℓ from the block's bounds and ledger
+//! ([`finite_key::secret_length`]), rounded down to whole bytes; Alice draws a fresh Toeplitz seed
+//! of n + ℓ − 1 bits and sends it; both hash.
+
+use super::StageIo;
+use crate::bits::BitVec;
+use crate::block::{AmplificationReport, Block, BlockOutcome, SecretKey, VerifiedKey};
+use crate::classical::{Message, unexpected};
+use crate::error::{Error, ProtocolError, Result};
+use crate::parameter_estimation::finite_key;
+use crate::pipeline::Stage;
+use crate::privacy_amplification::ToeplitzPlan;
+use crate::protocol::Role;
+use rand::Rng;
+
+/// The privacy-amplification stage of one party.
+pub struct AmplificationStage {
+    io: StageIo,
+}
+
+impl AmplificationStage {
+    /// A stage talking over `io`.
+    pub fn new(io: StageIo) -> Self {
+        AmplificationStage { io }
+    }
+}
+
+impl Stage for AmplificationStage {
+    type In = Block<VerifiedKey>;
+    type Out = Block<SecretKey>;
+
+    fn name(&self) -> &'static str {
+        "privacy_amplification"
+    }
+
+    fn process(&mut self, mut block: Block<VerifiedKey>) -> Result<Block<SecretKey>> {
+        let s = self.io.session.clone();
+        let n = block.key.bits().len();
+        let bound_bits = match block.key.bounds() {
+            Some(b) if n > 0 && !block.is_dropped() => finite_key::secret_length(
+                b,
+                block.ledger.error_correction_bits,
+                block.ledger.verification_bits,
+                block.key.discarded_bits(),
+                s.settings.epsilon_cor,
+            )
+            .min(n as u64),
+            _ => 0,
+        };
+        let m = (bound_bits - bound_bits % 8) as usize;
+        if m == 0 {
+            if !block.is_dropped() {
+                block.no_key(format!(
+                    "secret length {bound_bits} after subtracting {} disclosed bits",
+                    block.ledger.subtracted() + block.key.discarded_bits()
+                ));
+            }
+            return Ok(block.with_key(SecretKey::empty()));
+        }
+        let plan = ToeplitzPlan::new(n, m)?;
+        let seed = match s.role {
+            Role::Alice => {
+                let mut words: Vec<u64> = (0..plan.seed_bits().div_ceil(64))
+                    .map(|_| self.io.rng.next_u64())
+                    .collect();
+                let seed = BitVec::from_words(std::mem::take(&mut words), plan.seed_bits());
+                let msg = Message::AmplifySeed {
+                    input_bits: n as u64,
+                    output_bits: m as u64,
+                    seed,
+                };
+                self.io.channel.send(&msg, &mut block.ledger)?;
+                let Message::AmplifySeed { seed, .. } = msg else {
+                    unreachable!()
+                };
+                seed
+            }
+            Role::Bob => match self.io.channel.recv(&mut block.ledger)? {
+                Message::AmplifySeed {
+                    input_bits,
+                    output_bits,
+                    seed,
+                } => {
+                    if input_bits != n as u64
+                        || output_bits != m as u64
+                        || seed.len() != plan.seed_bits()
+                    {
+                        return Err(ProtocolError::Disagreement {
+                            what: "secret length",
+                            detail: format!(
+                                "Alice: {input_bits} → {output_bits} bits; Bob: {n} → {m} bits"
+                            ),
+                        }
+                        .into());
+                    }
+                    seed
+                }
+                other => return Err(unexpected("AmplifySeed", &other)),
+            },
+        };
+        let key = plan.hash(&s.kernels, &seed, block.key.bits());
+        block.report.amplification = Some(AmplificationReport {
+            input_bits: n as u64,
+            bound_bits,
+            output_bits: m as u64,
+            algorithm: plan.algorithm(),
+        });
+        block.report.secret_bits = m as u64;
+        block.report.outcome = BlockOutcome::Key;
+        Ok(block.with_key(SecretKey::new(&key)))
+    }
+
+    fn on_error(&mut self, err: &Error) {
+        self.io.abort_peer(err);
+    }
+}
