@@ -60,7 +60,8 @@ impl DecoyParams {
     /// Check the conditions the Lim et al. bounds need.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let [m1, m2, m3] = self.intensities;
-        if !(m3 >= 0.0 && m2 > m3 && m1 > m2 + m3) || !m1.is_finite() {
+        let ordered = m3 >= 0.0 && m2 > m3 && m1 > m2 + m3 && m1.is_finite();
+        if !ordered {
             return Err(ConfigError::invalid(
                 "intensities",
                 format!(

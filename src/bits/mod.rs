@@ -174,7 +174,7 @@ impl BitVec {
     /// Append one bit.
     #[inline]
     pub fn push(&mut self, v: bool) {
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.words.push(0);
         }
         if v {
@@ -186,10 +186,10 @@ impl BitVec {
     /// Zero the bits beyond `len` in the last word.
     pub fn clear_tail(&mut self) {
         let r = self.len % 64;
-        if r != 0 {
-            if let Some(last) = self.words.last_mut() {
-                *last &= (1u64 << r) - 1;
-            }
+        if r != 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << r) - 1;
         }
     }
 
@@ -294,7 +294,7 @@ impl BitVec {
         }
         let (ws, we) = (start / 64, (end - 1) / 64);
         let lo_mask = u64::MAX << (start % 64);
-        let hi_mask = if end % 64 == 0 {
+        let hi_mask = if end.is_multiple_of(64) {
             u64::MAX
         } else {
             (1u64 << (end % 64)) - 1

@@ -15,6 +15,10 @@
 //! | 32 | … | payload: n_records REC16 records |
 //! | 32 + payload_len | `[u8; 32]` | BLAKE3 of bytes 0 .. 32 + payload_len of this block |
 //!
+//! After the last block, a 32-byte footer: `"QDND"`, `u32` 0, `u64` number of blocks, `u64`
+//! number of records, first 8 bytes of BLAKE3 of the footer's first 24 bytes. A file without it
+//! was cut short (possibly exactly at a block boundary) and is refused.
+//!
 //! REC16 record: `i64 time` (ticks; a slot index in slot-annotated files), `u16 channel`,
 //! `u8 kind` ([`RecordKind`]), `u8 flags` (bit0: part of a simultaneous multi-detector click),
 //! `u32 aux`. This follows `reference/formats.md` §9.2.
@@ -41,6 +45,62 @@ pub const MAX_BLOCK_RECORDS: usize = 1 << 20;
 pub const RECORD_FLAG_MULTI: u8 = 1;
 /// Block flag: records are sorted by time.
 pub const BLOCK_FLAG_SORTED: u16 = 1 << 1;
+
+/// Footer magic.
+pub const FOOTER_MAGIC: [u8; 4] = *b"QDND";
+/// Footer size.
+pub const FOOTER_LEN: usize = 32;
+
+fn footer_digest(head: &[u8]) -> [u8; 8] {
+    blake3::hash(head).as_bytes()[..8].try_into().unwrap()
+}
+
+fn encode_footer(n_blocks: u64, n_records: u64) -> [u8; FOOTER_LEN] {
+    let mut f = [0u8; FOOTER_LEN];
+    f[..4].copy_from_slice(&FOOTER_MAGIC);
+    f[8..16].copy_from_slice(&n_blocks.to_le_bytes());
+    f[16..24].copy_from_slice(&n_records.to_le_bytes());
+    let d = footer_digest(&f[..24]);
+    f[24..].copy_from_slice(&d);
+    f
+}
+
+fn check_footer(b: &[u8], offset: u64, blocks: &[BlockIndex], path: &Path) -> Result<()> {
+    let p = || path.to_path_buf();
+    if b.len() != FOOTER_LEN {
+        return Err(FormatError::InvalidField {
+            path: p(),
+            offset,
+            field: "footer",
+            message: format!(
+                "{} bytes after the footer magic, expected {FOOTER_LEN} in all",
+                b.len()
+            ),
+        }
+        .into());
+    }
+    if footer_digest(&b[..24])[..] != b[24..32] {
+        return Err(FormatError::Checksum {
+            path: p(),
+            offset,
+            what: "footer",
+        }
+        .into());
+    }
+    let n_blocks = u64::from_le_bytes(b[8..16].try_into().unwrap());
+    let n_records = u64::from_le_bytes(b[16..24].try_into().unwrap());
+    let have: u64 = blocks.iter().map(|x| u64::from(x.n_records)).sum();
+    if n_blocks != blocks.len() as u64 || n_records != have {
+        return Err(FormatError::InvalidField {
+            path: p(),
+            offset,
+            field: "footer",
+            message: format!("footer announces {n_blocks} blocks / {n_records} records, the file holds {} / {have}", blocks.len()),
+        }
+        .into());
+    }
+    Ok(())
+}
 
 /// What a record denotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -219,7 +279,13 @@ impl DetectionLog {
         let mut blocks = Vec::new();
         let mut off = header.header_len;
         let p = || path.to_path_buf();
+        let mut footer_seen = false;
         while off < bytes.len() {
+            if bytes[off..].starts_with(&FOOTER_MAGIC) {
+                check_footer(&bytes[off..], off as u64, &blocks, path)?;
+                footer_seen = true;
+                break;
+            }
             if bytes.len() - off < BLOCK_HEADER_LEN {
                 return Err(FormatError::Truncated {
                     path: p(),
@@ -281,6 +347,16 @@ impl DetectionLog {
                 last_time: i64::from_le_bytes(b[24..32].try_into().unwrap()),
             });
             off += total;
+        }
+        if !footer_seen {
+            return Err(FormatError::Truncated {
+                path: p(),
+                offset: off as u64,
+                what: "end-of-log footer (the file was cut short)",
+                needed: FOOTER_LEN as u64,
+                available: 0,
+            }
+            .into());
         }
         Ok(DetectionLog {
             bytes,
@@ -427,6 +503,7 @@ pub struct DetectionLogWriter {
     file: AtomicFile,
     buf: Vec<u8>,
     records: u64,
+    blocks: u64,
 }
 
 impl DetectionLogWriter {
@@ -438,6 +515,7 @@ impl DetectionLogWriter {
             file,
             buf: Vec::new(),
             records: 0,
+            blocks: 0,
         })
     }
 
@@ -471,6 +549,7 @@ impl DetectionLogWriter {
         let sum = blake3::hash(buf);
         buf.extend_from_slice(sum.as_bytes());
         self.records += records.len() as u64;
+        self.blocks += 1;
         let buf = std::mem::take(&mut self.buf);
         let r = self.file.write_all(&buf);
         self.buf = buf;
@@ -483,7 +562,10 @@ impl DetectionLogWriter {
     }
 
     /// Complete the file.
-    pub fn finish(self) -> Result<PathBuf> {
+    /// Write the footer and complete the file.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let f = encode_footer(self.blocks, self.records);
+        self.file.write_all(&f)?;
         self.file.commit()
     }
 }

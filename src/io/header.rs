@@ -173,7 +173,7 @@ impl FileHeader {
         let header_len = u32_at(12) as usize;
         let meta_len = u32_at(20) as usize;
         if header_len < HEADER_LEN + meta_len
-            || header_len % 8 != 0
+            || !header_len.is_multiple_of(8)
             || header_len > HEADER_LEN + meta_len + 7
         {
             return Err(FormatError::InvalidField {

@@ -93,8 +93,8 @@ pub fn clmul_window(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usize) {
         // Product word index of a[i]·b[j] is i + j (low half) and i + j + 1 (high half).
         let j_lo = lo_word.saturating_sub(i + 1);
         let j_hi = hi_word.saturating_sub(i).min(b.len());
-        for j in j_lo..j_hi {
-            let (l, h) = clmul64(x, b[j]);
+        for (j, &y) in b.iter().enumerate().take(j_hi).skip(j_lo) {
+            let (l, h) = clmul64(x, y);
             let k = i + j;
             if k >= lo_word && k < hi_word {
                 out[k - lo_word] ^= l;

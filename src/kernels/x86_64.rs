@@ -222,8 +222,8 @@ fn clmul_window_pclmul_impl(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usiz
             continue;
         }
         let xa = _mm_set_epi64x(0, x as i64);
-        for j in j_lo..j_hi {
-            let p = _mm_clmulepi64_si128(xa, _mm_set_epi64x(0, b[j] as i64), 0x00);
+        for (j, &y) in b.iter().enumerate().take(j_hi).skip(j_lo) {
+            let p = _mm_clmulepi64_si128(xa, _mm_set_epi64x(0, y as i64), 0x00);
             let (l, h) = (
                 _mm_cvtsi128_si64(p) as u64,
                 _mm_extract_epi64::<1>(p) as u64,

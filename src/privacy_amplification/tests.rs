@@ -19,7 +19,8 @@ fn from_cryptomite(y: &[u8], n: usize, m: usize) -> BitVec {
 fn published_test_vectors() {
     // Vectors from CQCL/cryptomite test/test_toeplitz.py, re-derived independently in
     // reference/literature.md §6.2 (used as data).
-    let cases: [(usize, usize, &[u8], &[u8], &[u8]); 3] = [
+    type Case<'a> = (usize, usize, &'a [u8], &'a [u8], &'a [u8]);
+    let cases: [Case; 3] = [
         (3, 2, &[1, 0, 0], &[1, 1, 1, 1], &[1, 1]),
         (
             6,

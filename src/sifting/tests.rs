@@ -2,10 +2,10 @@ use super::*;
 use proptest::prelude::*;
 use rand::SeedableRng;
 
-fn naive(
-    a: &[(bool, bool, u8)],
-    b: &[(bool, bool)],
-) -> (Vec<bool>, Vec<u8>, Vec<bool>, Vec<bool>, Vec<u8>, Vec<bool>) {
+/// (Alice key, key classes, Bob key, Alice test, test classes, Bob test).
+type Sifted = (Vec<bool>, Vec<u8>, Vec<bool>, Vec<bool>, Vec<u8>, Vec<bool>);
+
+fn naive(a: &[(bool, bool, u8)], b: &[(bool, bool)]) -> Sifted {
     let (mut ka, mut kc, mut kb, mut ta, mut tc, mut tb) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for (&(ab, av, ac), &(bb, bv)) in a.iter().zip(b) {

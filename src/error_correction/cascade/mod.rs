@@ -190,8 +190,8 @@ fn bisection_round(
             views[f].flip(orig);
             frames[f].flip(orig);
             flipped[f] += 1;
-            for q in 0..=pass {
-                candidates.push((f, q, views[f].pos(q, orig) / ks[f][q]));
+            for (q, &k) in ks[f].iter().enumerate().take(pass + 1) {
+                candidates.push((f, q, views[f].pos(q, orig) / k));
             }
             continue;
         }

@@ -1,0 +1,191 @@
+//! `qkd distill`.
+
+use super::output::{TermProgress, print_json, rate, thousands, write_json};
+use clap::Args;
+use qkd_distill::config::{DistillSettings, ReconciliationMethod};
+use qkd_distill::engine::{DistillOptions, DistillReport, RunOutcome, distill};
+use qkd_distill::error::Result;
+use qkd_distill::kernels::Kernels;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Settings of the distillation (shared by `distill` and `demo`).
+#[derive(Args, Clone, Debug)]
+pub struct SettingsArgs {
+    /// Target sifted key bits per block (finite-key and privacy-amplification unit).
+    #[arg(long, default_value_t = DistillSettings::default().block_bits)]
+    pub block_bits: u64,
+    /// Error-correction frame length in bits.
+    #[arg(long, default_value_t = DistillSettings::default().ec_frame_bits)]
+    pub ec_frame_bits: u64,
+    /// Reconciliation protocol.
+    #[arg(long, default_value = "cascade")]
+    pub reconciliation: String,
+    /// Secrecy parameter ε_sec.
+    #[arg(long, default_value_t = 1e-10)]
+    pub epsilon_sec: f64,
+    /// Correctness parameter ε_cor.
+    #[arg(long, default_value_t = 1e-15)]
+    pub epsilon_cor: f64,
+    /// Abort when the estimated error rate exceeds this.
+    #[arg(long, default_value_t = 0.11)]
+    pub max_qber: f64,
+    /// Fraction of sifted key bits disclosed to estimate the error rate (0: use the test basis).
+    #[arg(long, default_value_t = 0.01)]
+    pub qber_sample: f64,
+    /// Error-correction workers (blocks reconciled in parallel).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Insecure: derive all protocol randomness from this seed (reproducible tests only).
+    #[arg(long, value_name = "SEED")]
+    pub insecure_deterministic_rng: Option<u64>,
+}
+
+impl SettingsArgs {
+    pub fn settings(&self) -> Result<DistillSettings> {
+        let s = DistillSettings {
+            block_bits: self.block_bits,
+            ec_frame_bits: self.ec_frame_bits,
+            reconciliation: ReconciliationMethod::parse(&self.reconciliation)?,
+            epsilon_sec: self.epsilon_sec,
+            epsilon_cor: self.epsilon_cor,
+            max_qber: self.max_qber,
+            qber_sample_fraction: self.qber_sample,
+            ec_workers: self.threads,
+            ..Default::default()
+        };
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+#[derive(Args)]
+pub struct DistillArgs {
+    /// Alice's preparation log (.qpl).
+    #[arg(long)]
+    pub alice: PathBuf,
+    /// Bob's detection log (.qdl).
+    #[arg(long)]
+    pub bob: PathBuf,
+    /// Directory for alice.key and bob.key.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write the JSON report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+pub fn run(a: DistillArgs) -> Result<u8> {
+    let opts = DistillOptions {
+        settings: a.settings.settings()?,
+        out_dir: a.out.clone(),
+        overwrite: a.force,
+        deterministic_seed: a.settings.insecure_deterministic_rng,
+        kernels: Kernels::detect(),
+    };
+    let progress = Arc::new(TermProgress::new(a.json));
+    let report = distill(&a.alice, &a.bob, &opts, progress)?;
+    if let Some(r) = &a.report {
+        write_json(r, &report)?;
+    }
+    if a.json {
+        print_json(&report);
+    } else {
+        print_summary(&report);
+    }
+    Ok(report.exit_code())
+}
+
+pub fn print_summary(r: &DistillReport) {
+    let pct = |x: f64| format!("{:.2} %", 100.0 * x);
+    println!(
+        "distilled run {} ({} slots)",
+        r.run_id,
+        thousands(r.total_slots)
+    );
+    println!("  detections        {}", thousands(r.detections));
+    println!("  sifted key bits   {}", thousands(r.sifted_bits));
+    let test_qber = r
+        .blocks
+        .iter()
+        .map(|b| b.test_qber * b.sifted_test_bits as f64)
+        .sum::<f64>()
+        / r.blocks
+            .iter()
+            .map(|b| b.sifted_test_bits as f64)
+            .sum::<f64>()
+            .max(1.0);
+    println!(
+        "  QBER              {} key basis (corrected), {} test basis",
+        pct(r.qber),
+        pct(test_qber)
+    );
+    let f: Vec<f64> = r
+        .blocks
+        .iter()
+        .filter_map(|b| b.error_correction.as_ref().and_then(|e| e.efficiency))
+        .collect();
+    let f_txt = if f.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", Cascade f = {:.3}",
+            f.iter().sum::<f64>() / f.len() as f64
+        )
+    };
+    println!(
+        "  disclosed         {} bits subtracted (error correction {}, verification {}{f_txt})",
+        thousands(r.leaked_bits),
+        thousands(r.ledger.error_correction_bits),
+        thousands(r.ledger.verification_bits)
+    );
+    println!(
+        "  blocks            {} with key, {} without",
+        r.blocks_ok, r.blocks_failed
+    );
+    println!(
+        "  time              {:.2} s ({} sifted)",
+        r.elapsed_s,
+        rate(r.sifted_bits_per_s)
+    );
+    match r.outcome {
+        RunOutcome::Key => {
+            println!(
+                "  secret key        {} bits ({:.1} % of sifted), ε_sec = {:e}, ε_cor = {:e}",
+                thousands(r.secret_bits),
+                100.0 * r.secret_bits as f64 / r.sifted_bits.max(1) as f64,
+                r.epsilon_sec,
+                r.epsilon_cor
+            );
+            if let Some(k) = &r.key_files {
+                println!(
+                    "  key files         {} and {} (identical, {} bytes each)",
+                    k.alice.display(),
+                    k.bob.display(),
+                    thousands(r.secret_bits / 8)
+                );
+            }
+        }
+        RunOutcome::NoKey => println!(
+            "  NO KEY            {}",
+            r.abort_reason.as_deref().unwrap_or("")
+        ),
+        RunOutcome::Aborted => println!(
+            "  ABORTED           {} — no key bits were produced",
+            r.abort_reason.as_deref().unwrap_or("")
+        ),
+    }
+    if r.deterministic_rng {
+        println!(
+            "  WARNING           deterministic protocol randomness (--insecure-deterministic-rng): test use only"
+        );
+    }
+}

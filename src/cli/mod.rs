@@ -1,0 +1,45 @@
+//! Command-line interface (binary only; the library never sees clap).
+
+mod amplify;
+mod demo;
+mod distill;
+mod inspect;
+mod output;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use qkd_distill::error::Result;
+
+/// qkd-distill: classical post-processing for quantum key distribution.
+#[derive(Parser)]
+#[command(name = "qkd", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate a 25 km decoy-state BB84 link and distill keys end to end.
+    Demo(demo::DemoArgs),
+    /// Simulate a decoy-state BB84 link: writes alice.qpl, bob.qdl and link.json.
+    Simulate(simulate::SimulateArgs),
+    /// Distill identical secret keys from Alice's preparation log and Bob's detection log.
+    Distill(distill::DistillArgs),
+    /// Show the header, metadata and statistics of a .qdl or .qpl file and verify its checksums.
+    Inspect(inspect::InspectArgs),
+    /// Toeplitz-hash a file (privacy amplification of an arbitrary bit string).
+    Amplify(amplify::AmplifyArgs),
+}
+
+/// Parse the command line and run; returns the exit code.
+pub fn run() -> Result<u8> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Distill(a) => distill::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Amplify(a) => amplify::run(a),
+    }
+}

@@ -1,0 +1,150 @@
+//! `qkd simulate`.
+
+use super::output::{TermProgress, print_json, thousands, write_json};
+use clap::Args;
+use qkd_distill::error::{ConfigError, Result};
+use qkd_distill::sim::link::{Attack, LinkParams};
+use qkd_distill::sim::{SimulationSummary, simulate_decoy_bb84};
+use std::path::PathBuf;
+
+/// Physical parameters of the simulated link (shared by `simulate` and `demo`).
+#[derive(Args, Clone, Debug)]
+pub struct LinkArgs {
+    /// Fiber length in km.
+    #[arg(long, default_value_t = 25.0)]
+    pub distance_km: f64,
+    /// Fiber attenuation in dB/km.
+    #[arg(long, default_value_t = 0.2)]
+    pub fiber_loss: f64,
+    /// Loss inside Bob's receiver in dB.
+    #[arg(long, default_value_t = 1.0)]
+    pub receiver_loss_db: f64,
+    /// Detector efficiency.
+    #[arg(long, default_value_t = 0.6)]
+    pub detector_efficiency: f64,
+    /// Dark-count probability per detector per slot.
+    #[arg(long, default_value_t = 1e-7)]
+    pub dark_count: f64,
+    /// Misalignment error probability.
+    #[arg(long, default_value_t = 0.01)]
+    pub misalignment: f64,
+    /// Intensities μ1,μ2,μ3 (signal, decoy, weak decoy).
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.5, 0.2, 0.0002])]
+    pub intensities: Vec<f64>,
+    /// Probabilities of the three intensities.
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.4, 0.4, 0.2])]
+    pub intensity_probs: Vec<f64>,
+    /// Probability that Alice prepares in the key basis Z.
+    #[arg(long, default_value_t = 0.85)]
+    pub basis_prob: f64,
+    /// Probability that Bob's passive splitter sends a photon to the Z detectors.
+    #[arg(long, default_value_t = 0.85)]
+    pub bob_basis_prob: f64,
+    /// Pulse rate in Hz.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub clock_rate: u64,
+    /// Eavesdropper: none, or intercept-resend:FRACTION.
+    #[arg(long, default_value = "none")]
+    pub attack: String,
+}
+
+impl LinkArgs {
+    /// Validated link parameters.
+    pub fn params(&self) -> Result<LinkParams> {
+        let mut p = LinkParams {
+            distance_km: self.distance_km,
+            fiber_loss_db_per_km: self.fiber_loss,
+            receiver_loss_db: self.receiver_loss_db,
+            detector_efficiency: self.detector_efficiency,
+            dark_count_prob: self.dark_count,
+            misalignment: self.misalignment,
+            bob_prob_key_basis: self.bob_basis_prob,
+            clock_rate_hz: self.clock_rate,
+            attack: Attack::parse(&self.attack)?,
+            ..Default::default()
+        };
+        let three = |v: &[f64], name: &'static str| -> Result<[f64; 3]> {
+            v.try_into()
+                .map_err(|_| ConfigError::invalid(name, "give three comma-separated values").into())
+        };
+        p.decoy.intensities = three(&self.intensities, "intensities")?;
+        p.decoy.probabilities = three(&self.intensity_probs, "intensity-probs")?;
+        p.decoy.prob_key_basis = self.basis_prob;
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Number of pulses (slots).
+    #[arg(long, default_value_t = 100_000_000)]
+    pub pulses: u64,
+    /// Random seed (the same seed gives identical files).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the summary to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+pub fn run(a: SimulateArgs) -> Result<u8> {
+    let params = a.link.params()?;
+    let progress = TermProgress::new(a.json);
+    let s = simulate_decoy_bb84(&params, a.pulses, a.seed, &a.out, a.force, &progress)?;
+    if let Some(r) = &a.report {
+        write_json(r, &s)?;
+    }
+    if a.json {
+        print_json(&s);
+    } else {
+        print_summary(&s);
+    }
+    Ok(0)
+}
+
+pub fn print_summary(s: &SimulationSummary) {
+    let p = &s.params;
+    println!(
+        "simulated {} pulses over {} km (seed {}, run {})",
+        thousands(s.pulses),
+        p.distance_km,
+        s.seed,
+        s.run_id
+    );
+    println!("  transmittance     {:.4e}", s.expected.transmittance);
+    println!(
+        "  detections        {} slots ({} multi-click)",
+        thousands(s.counts.detected_slots),
+        thousands(s.counts.multi_click_slots)
+    );
+    println!(
+        "  expected QBER     {:.2} % key basis, {:.2} % test basis",
+        100.0 * s.expected.qber_key_overall,
+        100.0 * s.expected.qber_test_overall
+    );
+    if s.counts.attacked_pulses > 0 {
+        println!(
+            "  eavesdropper      {:?} on {} pulses",
+            p.attack,
+            thousands(s.counts.attacked_pulses)
+        );
+    }
+    println!(
+        "  files             {}, {}, {}",
+        s.files.alice.display(),
+        s.files.bob.display(),
+        s.files.link.display()
+    );
+}

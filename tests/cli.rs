@@ -1,0 +1,315 @@
+//! The `qkd` binary: commands, exit codes, JSON reports, error messages.
+
+mod common;
+
+use common::{Scratch, flip_byte};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn qkd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qkd"))
+        .args(args)
+        .output()
+        .expect("running qkd")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn simulate_distill_inspect_amplify() {
+    let d = Scratch::new("cli");
+    let run = d.join("run");
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "40000000",
+        "--distance-km",
+        "5",
+        "--seed",
+        "7",
+        "--out",
+        s(&run),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let link = json(&run.join("link.json"));
+    assert_eq!(link["pulses"], 40_000_000);
+    assert!(link["expected"]["qber_key_overall"].as_f64().unwrap() > 0.005);
+
+    let report = run.join("report.json");
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&run.join("bob.qdl")),
+        "--out",
+        s(&run.join("keys")),
+        "--report",
+        s(&report),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("secret key"), "{stdout}");
+    let r = json(&report);
+    for field in [
+        "sifted_bits",
+        "qber",
+        "leaked_bits",
+        "secret_bits",
+        "epsilon_sec",
+        "epsilon_cor",
+        "blocks_ok",
+        "blocks_failed",
+        "aborted",
+        "abort_reason",
+        "elapsed_s",
+        "sifted_bits_per_s",
+        "stages",
+    ] {
+        assert!(r.get(field).is_some(), "report lacks {field}");
+    }
+    assert_eq!(r["aborted"], false);
+    assert_eq!(r["epsilon_sec"], 1e-10);
+    let bits = r["secret_bits"].as_u64().unwrap();
+    assert!(bits > 0);
+    let a = std::fs::read(run.join("keys/alice.key")).unwrap();
+    assert_eq!(a, std::fs::read(run.join("keys/bob.key")).unwrap());
+    assert_eq!(a.len() as u64 * 8, bits);
+    assert!(
+        r["stages"]["alice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "error_correction" && s["items"].as_u64() > Some(0))
+    );
+    // The key is never printed.
+    assert!(!stdout.contains(&format!("{:02x}{:02x}{:02x}{:02x}", a[0], a[1], a[2], a[3])));
+
+    // A second distill into the same directory refuses to overwrite the keys.
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&run.join("bob.qdl")),
+        "--out",
+        s(&run.join("keys")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(run.join("keys/alice.key")).unwrap(), a);
+
+    // inspect, text and JSON.
+    let o = qkd(&["inspect", s(&run.join("bob.qdl"))]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("all blocks verified"));
+    let o = qkd(&["inspect", s(&run.join("alice.qpl")), "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["preparation"]["slots"], 40_000_000);
+    assert_eq!(v["header"]["run_id"], link["run_id"]);
+
+    // amplify the key with a seed file.
+    let seed: Vec<u8> = (0..a.len() * 2).map(|i| (i * 131 % 251) as u8).collect();
+    std::fs::write(d.join("seed.bin"), &seed).unwrap();
+    let out = d.join("out.bin");
+    let o = qkd(&[
+        "amplify",
+        "--input",
+        s(&run.join("keys/alice.key")),
+        "--seed",
+        s(&d.join("seed.bin")),
+        "--output-bits",
+        "1000",
+        "--out",
+        s(&out),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&out).unwrap().len(), 125);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["input_bits"].as_u64().unwrap(), a.len() as u64 * 8);
+    assert_eq!(
+        v["seed_bits_used"].as_u64().unwrap(),
+        a.len() as u64 * 8 + 999
+    );
+}
+
+#[test]
+fn amplify_matches_the_definition_and_rejects_short_seeds() {
+    let d = Scratch::new("amp");
+    // 2 input bytes (n = 16), M = 5, seed of n + M - 1 = 20 bits (3 bytes).
+    let input = [0b1010_0110u8, 0b0000_0001];
+    let seed = [0b1100_1011u8, 0b0111_0001, 0b1010_0101];
+    std::fs::write(d.join("in"), input).unwrap();
+    std::fs::write(d.join("seed"), seed).unwrap();
+    let o = qkd(&[
+        "amplify",
+        "--input",
+        s(&d.join("in")),
+        "--seed",
+        s(&d.join("seed")),
+        "--output-bits",
+        "5",
+        "--out",
+        s(&d.join("out")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bit = |b: &[u8], i: usize| (b[i / 8] >> (i % 8)) & 1;
+    let (n, m) = (16, 5);
+    let mut expect = 0u8;
+    for i in 0..m {
+        let mut acc = 0;
+        for j in 0..n {
+            acc ^= bit(&seed, i + n - 1 - j) & bit(&input, j);
+        }
+        expect |= acc << i;
+    }
+    assert_eq!(std::fs::read(d.join("out")).unwrap(), vec![expect]);
+    // M = 10 needs 25 seed bits; the file holds 24.
+    let o = qkd(&[
+        "amplify",
+        "--input",
+        s(&d.join("in")),
+        "--seed",
+        s(&d.join("seed")),
+        "--output-bits",
+        "10",
+        "--out",
+        s(&d.join("out2")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("seed") && err.contains("25"), "{err}");
+    assert!(!d.join("out2").exists());
+}
+
+#[test]
+fn full_eavesdropping_exits_1_without_keys() {
+    let d = Scratch::new("clieve");
+    let run = d.join("run");
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "5000000",
+        "--distance-km",
+        "5",
+        "--attack",
+        "intercept-resend:1.0",
+        "--out",
+        s(&run),
+    ]);
+    assert!(o.status.success());
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&run.join("bob.qdl")),
+        "--out",
+        s(&run.join("keys")),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["aborted"], true);
+    assert_eq!(v["secret_bits"], 0);
+    assert!(v["abort_reason"].as_str().unwrap().contains("QBER"));
+    assert!(!run.join("keys/alice.key").exists() && !run.join("keys/bob.key").exists());
+}
+
+#[test]
+fn a_flipped_byte_exits_2_naming_file_and_offset() {
+    let d = Scratch::new("cliflip");
+    let run = d.join("run");
+    assert!(
+        qkd(&["simulate", "--pulses", "3000000", "--out", s(&run)])
+            .status
+            .success()
+    );
+    let bob = run.join("bob.qdl");
+    let len = std::fs::metadata(&bob).unwrap().len();
+    flip_byte(&bob, len / 2);
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&bob),
+        "--out",
+        s(&run.join("keys")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bob.qdl") && err.contains("offset"), "{err}");
+    assert!(!run.join("keys/bob.key").exists());
+    let o = qkd(&["inspect", s(&bob)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("checksum"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        "/nonexistent/a.qpl",
+        "--bob",
+        "/nonexistent/b.qdl",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/a.qpl"));
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "10",
+        "--out",
+        "/tmp/qkd-never",
+        "--attack",
+        "photon-cloning",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown attack"));
+    let o = qkd(&["distill", "--epsilon-sec", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let d = Scratch::new("demo");
+    let report = d.join("demo.json");
+    let o = qkd(&[
+        "demo",
+        "--pulses",
+        "30000000",
+        "--distance-km",
+        "5",
+        "--report",
+        s(&report),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("identical secret bits") && out.contains("equal"),
+        "{out}"
+    );
+    assert!(json(&report)["secret_bits"].as_u64().unwrap() > 0);
+}

@@ -1,0 +1,259 @@
+//! Simulate → distill → identical keys whose length is the finite-key bound.
+
+mod common;
+
+use common::{Scratch, short_link, simulate};
+use qkd_distill::config::DistillSettings;
+use qkd_distill::engine::{DistillOptions, DistillReport, RunOutcome, distill};
+use qkd_distill::error::{AbortReason, Error};
+use qkd_distill::kernels::Kernels;
+use qkd_distill::progress::NoProgress;
+use qkd_distill::protocol::DecoyParams;
+use qkd_distill::sim::link::{Attack, LinkParams};
+use std::path::Path;
+use std::sync::Arc;
+
+fn opts(out: &Path, settings: DistillSettings, seed: Option<u64>) -> DistillOptions {
+    DistillOptions {
+        settings,
+        out_dir: out.to_path_buf(),
+        overwrite: false,
+        deterministic_seed: seed,
+        kernels: Kernels::detect(),
+    }
+}
+
+fn run(
+    dir: &Scratch,
+    out: &str,
+    settings: DistillSettings,
+    seed: Option<u64>,
+) -> Result<DistillReport, Error> {
+    distill(
+        &dir.join("alice.qpl"),
+        &dir.join("bob.qdl"),
+        &opts(&dir.join(out), settings, seed),
+        Arc::new(NoProgress),
+    )
+}
+
+/// Lim et al., PRA 89, 022307 (2014), Eqs. (1)–(5), written out again independently of the
+/// library, with the engine's stated conventions (clamp at 0, φ ≤ ½, b ≥ 1/s₁ᵗ inside γ,
+/// verification cost max(tag bits, log₂(2/ε_cor)), discarded frames subtracted).
+fn lim_secret_length(
+    d: &DecoyParams,
+    n_key: [u64; 3],
+    n_test: [u64; 3],
+    m_test: [u64; 3],
+    eps_sec: f64,
+    leak: f64,
+) -> f64 {
+    let [m1, m2, m3] = d.intensities;
+    let p = d.probabilities;
+    let mu = d.intensities;
+    // τ_n for n = 0, 1 (n! = 1).
+    let tau = |n: i32| -> f64 { (0..3).map(|k| p[k] * (-mu[k]).exp() * mu[k].powi(n)).sum() };
+    let ln = (21.0 / eps_sec).ln();
+    let pm = |c: [u64; 3], k: usize, sign: f64| -> f64 {
+        let tot: u64 = c.iter().sum();
+        mu[k].exp() / p[k] * (c[k] as f64 + sign * (tot as f64 / 2.0 * ln).sqrt())
+    };
+    let s0 =
+        |c: [u64; 3]| (tau(0) * (m2 * pm(c, 2, -1.0) - m3 * pm(c, 1, 1.0)) / (m2 - m3)).max(0.0);
+    let s1 = |c: [u64; 3]| {
+        let z = s0(c);
+        (tau(1)
+            * m1
+            * (pm(c, 1, -1.0)
+                - pm(c, 2, 1.0)
+                - (m2 * m2 - m3 * m3) / (m1 * m1) * (pm(c, 0, 1.0) - z / tau(0)))
+            / (m1 * (m2 - m3) - m2 * m2 + m3 * m3))
+            .max(0.0)
+    };
+    let (s0x, s1x, s1z) = (s0(n_key), s1(n_key), s1(n_test));
+    let v1 = (tau(1) * (pm(m_test, 1, 1.0) - pm(m_test, 2, -1.0)) / (m2 - m3)).max(0.0);
+    let h = |x: f64| {
+        if x <= 0.0 {
+            0.0
+        } else if x >= 0.5 {
+            1.0
+        } else {
+            -x * x.log2() - (1.0 - x) * (1.0 - x).log2()
+        }
+    };
+    let b = (v1 / s1z).min(0.5);
+    let bg = b.max(1.0 / s1z).min(0.5);
+    let (c, dd) = (s1z, s1x);
+    let gamma = ((c + dd) * (1.0 - bg) * bg / (c * dd * std::f64::consts::LN_2)
+        * ((c + dd) / (c * dd * (1.0 - bg) * bg) * 441.0 / (eps_sec * eps_sec)).log2())
+    .sqrt();
+    let phi = (b + gamma).min(0.5);
+    s0x + s1x * (1.0 - h(phi)) - 6.0 * (21.0 / eps_sec).log2() - leak
+}
+
+#[test]
+fn keys_are_identical_and_their_length_is_the_finite_key_bound() {
+    let dir = Scratch::new("e2e");
+    let sim = simulate(dir.path(), 40_000_000, 7, &short_link());
+    let settings = DistillSettings {
+        block_bits: 1 << 20,
+        ..Default::default()
+    };
+    let r = run(&dir, "keys", settings.clone(), None).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Key, "{:?}", r.abort_reason);
+    assert_eq!(r.exit_code(), 0);
+    assert!(
+        r.blocks.len() >= 2,
+        "expected several blocks, got {}",
+        r.blocks.len()
+    );
+    let a = std::fs::read(dir.join("keys/alice.key")).unwrap();
+    let b = std::fs::read(dir.join("keys/bob.key")).unwrap();
+    assert_eq!(a, b, "Alice's and Bob's keys differ");
+    assert_eq!(a.len() as u64 * 8, r.secret_bits);
+    assert!(r.secret_bits > 100_000);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("keys/alice.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Estimated and corrected QBER near the simulated one.
+    let expect = sim.expected.qber_key_overall;
+    assert!(
+        (r.qber - expect).abs() < 0.15 * expect,
+        "QBER {} vs simulated {expect}",
+        r.qber
+    );
+    // Every block's length is the bound, recomputed independently from the reported counts.
+    for blk in &r.blocks {
+        let c = blk.decoy_counts.unwrap();
+        let v = blk.verification.as_ref().unwrap();
+        let tag_bits = blk.ledger.verification_bits as f64;
+        let ev = tag_bits.max((2.0 / settings.epsilon_cor).log2());
+        let leak = blk.ledger.error_correction_bits as f64 + ev + v.discarded_bits as f64;
+        let l = lim_secret_length(
+            &r.decoy,
+            c.n_key,
+            c.n_test,
+            c.m_test,
+            settings.epsilon_sec,
+            leak,
+        );
+        let amp = blk.amplification.as_ref().unwrap();
+        assert_eq!(amp.bound_bits, l.floor() as u64, "block {}", blk.id);
+        assert_eq!(blk.secret_bits, amp.bound_bits / 8 * 8);
+        // The ledger counts what was disclosed: all of Alice's Cascade answers and tags.
+        assert!(blk.ledger.error_correction_bits > 0 && blk.ledger.verification_bits >= 64);
+        // Cascade's efficiency is in the published range for the original protocol.
+        let f = blk.error_correction.as_ref().unwrap().efficiency.unwrap();
+        assert!((1.05..1.3).contains(&f), "f = {f}");
+    }
+    assert_eq!(
+        r.leaked_bits,
+        r.blocks.iter().map(|b| b.ledger.subtracted()).sum::<u64>()
+    );
+}
+
+#[test]
+fn full_intercept_resend_aborts_without_key_files() {
+    let dir = Scratch::new("eve");
+    let params = LinkParams {
+        attack: Attack::InterceptResend { fraction: 1.0 },
+        ..short_link()
+    };
+    let sim = simulate(dir.path(), 10_000_000, 3, &params);
+    assert!(sim.expected.qber_key_overall > 0.2);
+    let r = run(&dir, "keys", DistillSettings::default(), None).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Aborted);
+    assert_eq!(r.exit_code(), 1);
+    assert_eq!(r.secret_bits, 0);
+    assert!(
+        matches!(
+            r.abort,
+            Some(AbortReason::QberTooHigh { .. } | AbortReason::PhaseErrorTooHigh { .. })
+        ),
+        "{:?}",
+        r.abort
+    );
+    assert!(r.abort_reason.unwrap().contains("exceeds the threshold"));
+    let left: Vec<_> = std::fs::read_dir(dir.join("keys")).unwrap().collect();
+    assert!(left.is_empty(), "files left after an abort: {left:?}");
+}
+
+#[test]
+fn too_little_data_completes_without_key() {
+    let dir = Scratch::new("small");
+    simulate(dir.path(), 200_000, 4, &LinkParams::default());
+    let r = run(&dir, "keys", DistillSettings::default(), None).unwrap();
+    assert_eq!(r.outcome, RunOutcome::NoKey);
+    assert!(!r.aborted);
+    assert_eq!(r.exit_code(), 1);
+    assert!(r.abort_reason.unwrap().contains("no key"));
+    assert!(!dir.join("keys/alice.key").exists());
+}
+
+#[test]
+fn deterministic_protocol_randomness_reproduces_keys_and_portable_kernels_agree() {
+    let dir = Scratch::new("det");
+    simulate(dir.path(), 20_000_000, 9, &short_link());
+    let s = DistillSettings {
+        block_bits: 1 << 19,
+        ..Default::default()
+    };
+    let r1 = run(&dir, "k1", s.clone(), Some(42)).unwrap();
+    let mut o = opts(&dir.join("k2"), s, Some(42));
+    o.kernels = Kernels::portable();
+    let r2 = distill(
+        &dir.join("alice.qpl"),
+        &dir.join("bob.qdl"),
+        &o,
+        Arc::new(NoProgress),
+    )
+    .unwrap();
+    assert_eq!(r1.outcome, RunOutcome::Key);
+    assert!(r1.deterministic_rng);
+    assert_eq!(r1.secret_bits, r2.secret_bits);
+    assert_eq!(
+        std::fs::read(dir.join("k1/alice.key")).unwrap(),
+        std::fs::read(dir.join("k2/bob.key")).unwrap()
+    );
+}
+
+#[test]
+fn mismatched_logs_are_refused() {
+    let a = Scratch::new("runa");
+    let b = Scratch::new("runb");
+    simulate(a.path(), 100_000, 1, &LinkParams::default());
+    simulate(b.path(), 100_000, 2, &LinkParams::default());
+    let e = distill(
+        &a.join("alice.qpl"),
+        &b.join("bob.qdl"),
+        &opts(&a.join("keys"), Default::default(), None),
+        Arc::new(NoProgress),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("mismatched logs") && msg.contains("alice.qpl") && msg.contains("bob.qdl"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn existing_key_files_are_not_overwritten() {
+    let dir = Scratch::new("keep");
+    simulate(dir.path(), 100_000, 1, &LinkParams::default());
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/alice.key"), b"precious").unwrap();
+    let e = run(&dir, "keys", DistillSettings::default(), None).unwrap_err();
+    assert!(e.to_string().contains("refusing to overwrite"), "{e}");
+    assert_eq!(
+        std::fs::read(dir.join("keys/alice.key")).unwrap(),
+        b"precious"
+    );
+}
