@@ -177,3 +177,6 @@ impl Link for InMemoryLink {
         Ok(ClassicalChannel::new(Box::new(end)))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -183,3 +183,105 @@ pub fn secret_length(
         - discarded_bits as f64;
     if l >= 1.0 { l.floor() as u64 } else { 0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A standard channel model (Lo, Ma, Chen 2005): Y_n = 1 − (1 − Y₀)(1 − η)^n,
+    /// e_n Y_n = e₀Y₀ + e_d (Y_n − Y₀). Counts are the exact expectations for `pulses` pulses.
+    fn model_counts(
+        d: &DecoyParams,
+        pulses: f64,
+        eta: f64,
+        y0: f64,
+        e_d: f64,
+    ) -> (DecoyCounts, f64, f64, f64) {
+        let q = |mu: f64| 1.0 - (1.0 - y0) * (-eta * mu).exp();
+        let eq = |mu: f64| 0.5 * y0 + e_d * (q(mu) - y0);
+        let (pk, pt) = (
+            d.prob_key_basis * d.prob_key_basis,
+            (1.0 - d.prob_key_basis).powi(2),
+        );
+        let mut c = DecoyCounts::default();
+        for k in 0..3 {
+            let mu = d.intensities[k];
+            c.n_key[k] = (pulses * pk * d.probabilities[k] * q(mu)).round() as u64;
+            c.n_test[k] = (pulses * pt * d.probabilities[k] * q(mu)).round() as u64;
+            c.m_test[k] = (pulses * pt * d.probabilities[k] * eq(mu)).round() as u64;
+        }
+        let y1 = 1.0 - (1.0 - y0) * (1.0 - eta);
+        let s1_key_true = pulses * pk * tau(d, 1) * y1;
+        let s0_key_true = pulses * pk * tau(d, 0) * y0;
+        let e1 = (0.5 * y0 + e_d * (y1 - y0)) / y1;
+        (c, s0_key_true, s1_key_true, e1)
+    }
+
+    #[test]
+    fn entropy_values() {
+        assert_eq!(binary_entropy(0.0), 0.0);
+        assert_eq!(binary_entropy(0.5), 1.0);
+        assert!((binary_entropy(0.11) - 0.4999).abs() < 1e-3);
+        assert!((binary_entropy(0.02) - 0.1414).abs() < 1e-3);
+    }
+
+    #[test]
+    fn bounds_are_valid_and_tight_with_large_statistics() {
+        let d = DecoyParams::default();
+        let (c, s0_true, s1_true, e1_true) = model_counts(&d, 1e15, 0.1, 1e-6, 0.01);
+        let b = bounds(&d, &c, 1e-10);
+        // Lower bounds below the truth, but close to it with 10^15 pulses.
+        assert!(
+            b.s0_key <= s0_true * 1.0001 && b.s1_key <= s1_true * 1.0001,
+            "{b:?}"
+        );
+        assert!(
+            b.s1_key > 0.9 * s1_true,
+            "s1 {} vs true {s1_true}",
+            b.s1_key
+        );
+        // The single-photon phase error bound is above the true e1 and close to it.
+        assert!(
+            b.phase_error_bound >= e1_true * 0.999,
+            "{} vs {e1_true}",
+            b.phase_error_bound
+        );
+        assert!(
+            b.phase_error_bound < e1_true + 0.01,
+            "{} vs {e1_true}",
+            b.phase_error_bound
+        );
+    }
+
+    #[test]
+    fn finite_statistics_cost_key_and_errors_cost_more() {
+        let d = DecoyParams::default();
+        let rate = |pulses: f64, e_d: f64| {
+            let (c, ..) = model_counts(&d, pulses, 0.1, 1e-6, e_d);
+            bounds(&d, &c, 1e-10).entropy_bound / c.key_total() as f64
+        };
+        let (r8, r10, r12) = (rate(1e8, 0.01), rate(1e10, 0.01), rate(1e12, 0.01));
+        assert!(r8 < r10 && r10 < r12, "{r8} {r10} {r12}");
+        assert!(rate(1e10, 0.03) < r10);
+        // Too little data: no key.
+        assert!(rate(1e6, 0.01) <= 0.0);
+    }
+
+    #[test]
+    fn secret_length_subtracts_every_disclosure() {
+        let d = DecoyParams::default();
+        let (c, ..) = model_counts(&d, 1e10, 0.1, 1e-6, 0.01);
+        let b = bounds(&d, &c, 1e-10);
+        let l0 = secret_length(&b, 0, 0, 0, 1e-15);
+        // With no tag sent, the verification term is log2(2/ε_cor) ≈ 50.8 bits.
+        assert_eq!(
+            l0,
+            (b.entropy_bound - (2.0f64 / 1e-15).log2()).floor() as u64
+        );
+        assert_eq!(
+            secret_length(&b, 1000, 128, 64, 1e-15),
+            (b.entropy_bound - 1192.0).floor() as u64
+        );
+        assert_eq!(secret_length(&b, u64::MAX / 2, 0, 0, 1e-15), 0);
+    }
+}

@@ -358,3 +358,94 @@ pub fn simulate_decoy_bb84(
     f.commit()?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use link::Attack;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("qkd-sim-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn realised_counts_match_the_model() {
+        let d = scratch("model");
+        let p = LinkParams {
+            distance_km: 10.0,
+            ..Default::default()
+        };
+        let n = 5_000_000u64;
+        let s = simulate_decoy_bb84(&p, n, 3, &d, false, &NoProgress).unwrap();
+        let e = &s.expected;
+        let det_prob: f64 = (0..3).map(|k| p.decoy.probabilities[k] * e.gain[k]).sum();
+        let rel = |got: f64, want: f64| (got - want).abs() / want;
+        assert!(
+            rel(s.counts.detected_slots as f64 / n as f64, det_prob) < 0.01,
+            "{s:?}"
+        );
+        assert!(
+            rel(
+                s.counts.multi_click_slots as f64 / n as f64,
+                e.multi_click_prob
+            ) < 0.05
+        );
+        // Single-click key-basis QBER is the misalignment-dominated part of the model QBER.
+        let q = s.counts.key_errors_single_clicks as f64 / s.counts.sifted_key_single_clicks as f64;
+        assert!(
+            q > 0.8 * p.misalignment && q < e.qber_key_overall,
+            "{q} vs {}",
+            e.qber_key_overall
+        );
+        assert_eq!(s.counts.attacked_pulses, 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn same_seed_same_files_and_eavesdropper_is_counted() {
+        let (d1, d2) = (scratch("a"), scratch("b"));
+        let p = LinkParams {
+            attack: Attack::InterceptResend { fraction: 0.3 },
+            ..Default::default()
+        };
+        let a = simulate_decoy_bb84(&p, 2_500_000, 11, &d1, false, &NoProgress).unwrap();
+        let b = simulate_decoy_bb84(&p, 2_500_000, 11, &d2, false, &NoProgress).unwrap();
+        assert_eq!(a.counts, b.counts);
+        assert_eq!(a.run_id, b.run_id);
+        for f in ["alice.qpl", "bob.qdl"] {
+            assert_eq!(
+                std::fs::read(d1.join(f)).unwrap(),
+                std::fs::read(d2.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        let frac = a.counts.attacked_pulses as f64 / 2_500_000.0;
+        assert!((frac - 0.3).abs() < 0.005, "{frac}");
+        // 30 % intercept-resend adds about 0.3 × 25 % = 7.5 % errors.
+        assert!(
+            a.expected.qber_key_overall > 0.07,
+            "{}",
+            a.expected.qber_key_overall
+        );
+        // Refuses to overwrite without `overwrite`.
+        assert!(simulate_decoy_bb84(&p, 1000, 11, &d1, false, &NoProgress).is_err());
+        let _ = std::fs::remove_dir_all(&d1);
+        let _ = std::fs::remove_dir_all(&d2);
+    }
+
+    #[test]
+    fn squash_probabilities_sum_to_the_click_probability() {
+        let p = LinkParams::default();
+        for mu in [0.0, 0.0002, 0.2, 0.5, 5.0] {
+            for basis in [Basis::Z, Basis::X] {
+                let pats = link::click_pattern_probabilities(&p, mu, basis, 1);
+                assert!((pats.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+                let out = link::squash_probabilities(&pats);
+                assert!((out.iter().sum::<f64>() - (1.0 - pats[0])).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+use super::*;
+use crate::bits::BitVec;
+use proptest::prelude::*;
+
+fn samples() -> Vec<Message> {
+    let bits = BitVec::from_bools(&[true, false, true, true, false, false, true, false, true]);
+    vec![
+        Message::Hello {
+            run_id: *b"abcdefgh",
+            total_slots: 1 << 40,
+            settings: "{\"x\":1}".into(),
+        },
+        Message::HelloAck { run_id: [7; 8] },
+        Message::SiftAnnounce {
+            slots: vec![0, 5, 5000, u64::MAX / 2],
+            bases: BitVec::from_bools(&[true, false, true, true]),
+            last: true,
+        },
+        Message::SiftReply {
+            matched: bits.clone(),
+            int0: BitVec::new(),
+            int1: BitVec::ones(3),
+        },
+        Message::EstimationRequest {
+            seed: [9; 32],
+            sample_size: 9,
+            sample_bits: bits.clone(),
+            test_bits: BitVec::zeros(70),
+        },
+        Message::EstimationReply {
+            sample_errors: 3,
+            test_errors: [1, 2, u64::MAX],
+        },
+        Message::CascadeStart {
+            seed: [1; 32],
+            block_sizes: vec![37, 74, 148, 296],
+        },
+        Message::CascadeTopQuery { pass: 3 },
+        Message::ParityQuery {
+            ranges: vec![
+                ParityRange {
+                    frame: 2,
+                    pass: 1,
+                    start: 10,
+                    end: 20,
+                },
+                ParityRange {
+                    frame: 0,
+                    pass: 0,
+                    start: 0,
+                    end: 1,
+                },
+            ],
+        },
+        Message::ParityReply {
+            parities: bits.clone(),
+        },
+        Message::CascadeDone,
+        Message::VerifyTags {
+            keys: vec![1, 2],
+            tags: vec![3, u64::MAX],
+        },
+        Message::VerifyResult {
+            ok: BitVec::ones(2),
+        },
+        Message::AmplifySeed {
+            input_bits: 100,
+            output_bits: 40,
+            seed: BitVec::ones(139),
+        },
+        Message::Abort {
+            security: true,
+            reason: "QBER 25 %".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    for m in samples() {
+        let frame = m.encode();
+        assert_eq!(Message::decode(&frame).unwrap(), m, "{}", m.name());
+        // Every strict prefix is rejected, never a panic.
+        for cut in 0..frame.len() {
+            assert!(
+                Message::decode(&frame[..cut]).is_err(),
+                "{} cut at {cut}",
+                m.name()
+            );
+        }
+        // Trailing garbage is rejected.
+        let mut longer = frame.clone();
+        longer.push(0);
+        assert!(Message::decode(&longer).is_err());
+    }
+}
+
+#[test]
+fn disclosures_count_the_disclosed_bits() {
+    use crate::ledger::LeakageLedger;
+    let mut l = LeakageLedger::default();
+    for m in samples() {
+        for d in m.disclosures() {
+            l.record(d);
+        }
+    }
+    assert_eq!(l.error_correction_bits, 9); // the ParityReply
+    assert_eq!(l.verification_bits, 128); // two 64-bit tags
+    assert_eq!(l.qber_sample_bits, 9);
+    assert_eq!(l.test_basis_bits, 70);
+    assert_eq!(l.subtracted(), 137);
+}
+
+#[test]
+fn channel_records_disclosure_on_both_sides_and_relays_aborts() {
+    use crate::ledger::LeakageLedger;
+    let (a, b) = transport::in_memory::pair();
+    let (mut a, mut b) = (
+        ClassicalChannel::new(Box::new(a)),
+        ClassicalChannel::new(Box::new(b)),
+    );
+    let (mut la, mut lb) = (LeakageLedger::default(), LeakageLedger::default());
+    let m = Message::ParityReply {
+        parities: BitVec::ones(17),
+    };
+    a.send(&m, &mut la).unwrap();
+    assert_eq!(b.recv(&mut lb).unwrap(), m);
+    assert_eq!(la, lb);
+    assert_eq!(la.error_correction_bits, 17);
+    assert_eq!(a.stats().bytes_sent, b.stats().bytes_received);
+    a.abort(&crate::error::Error::Aborted(
+        crate::error::AbortReason::PeerAborted {
+            message: "x".into(),
+        },
+    ));
+    assert!(matches!(
+        b.recv(&mut lb),
+        Err(crate::error::Error::Aborted(_))
+    ));
+    drop(a);
+    assert!(b.recv(&mut lb).unwrap_err().is_secondary());
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Message::decode(&bytes);
+        let mut framed = vec![1u8];
+        framed.extend_from_slice(&bytes);
+        let _ = Message::decode(&framed);
+    }
+}
