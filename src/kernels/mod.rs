@@ -11,9 +11,10 @@
 //! always compiled, runs on any target (x86-64 without extensions, aarch64, …), and property
 //! tests compare each detected path against it bit for bit.
 //!
-//! Set `QKD_ISA=portable` (or `x86-v2`, `bmi2`, `avx512`) to force a path; an unavailable choice
+//! Set `QKD_ISA=portable` (or `x86-v2`, `x86-v3`, `avx512`) to force a path; an unavailable choice
 //! falls back to the best available one below it.
 
+pub mod ntt;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -27,9 +28,10 @@ pub enum Isa {
     Portable,
     /// x86-64 with POPCNT and PCLMULQDQ (carry-less multiply).
     X86V2,
-    /// [`Isa::X86V2`] plus BMI2 `pext` for bit compaction (only where `pext` is fast in hardware).
-    X86Bmi2,
-    /// [`Isa::X86Bmi2`] plus AVX-512F and AVX-512 VPOPCNTDQ for long popcounts.
+    /// x86-64-v3: [`Isa::X86V2`] plus AVX2 (vectorised NTT) and BMI2 `pext` for bit compaction
+    /// (`pext` only where it is fast in hardware).
+    X86V3,
+    /// [`Isa::X86V3`] plus AVX-512F and AVX-512 VPOPCNTDQ (popcounts, NTT).
     X86Avx512,
 }
 
@@ -39,7 +41,7 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::X86V2 => "x86-v2",
-            Isa::X86Bmi2 => "bmi2",
+            Isa::X86V3 => "x86-v3",
             Isa::X86Avx512 => "avx512",
         }
     }
@@ -49,14 +51,14 @@ impl Isa {
         match s.trim().to_ascii_lowercase().as_str() {
             "portable" | "generic" | "none" => Some(Isa::Portable),
             "x86-v2" | "popcnt" | "pclmul" => Some(Isa::X86V2),
-            "bmi2" | "x86-v3" | "avx2" => Some(Isa::X86Bmi2),
+            "bmi2" | "x86-v3" | "avx2" => Some(Isa::X86V3),
             "avx512" | "x86-v4" => Some(Isa::X86Avx512),
             _ => None,
         }
     }
 
     /// All levels, lowest first.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::X86V2, Isa::X86Bmi2, Isa::X86Avx512];
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::X86V2, Isa::X86V3, Isa::X86Avx512];
 }
 
 impl fmt::Display for Isa {
@@ -77,6 +79,12 @@ pub type BinaryPopcountFn = fn(&[u64], &[u64]) -> u64;
 pub type PolyHashFn = fn(words: &[u64], key: u64, acc: u64) -> u64;
 /// Words `[lo_word, lo_word + out.len())` of the carry-less product `a·b` (GF(2)\[z\]).
 pub type ClmulWindowFn = fn(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usize);
+/// Forward NTT (see [`ntt::forward`]).
+pub type NttForwardFn = fn(a: &mut [u32], twiddles: &[u32]);
+/// Inverse NTT (see [`ntt::inverse`]).
+pub type NttInverseFn = fn(a: &mut [u32], twiddles: &[u32], len_inv: u32);
+/// Pointwise Montgomery product (see [`ntt::pointwise`]).
+pub type NttPointwiseFn = fn(a: &mut [u32], b: &[u32]);
 
 /// The kernels chosen for this machine: a table of safe function pointers.
 #[derive(Clone, Copy)]
@@ -88,6 +96,9 @@ pub struct Kernels {
     and_popcount: BinaryPopcountFn,
     poly_hash: PolyHashFn,
     clmul_window: ClmulWindowFn,
+    ntt_forward: NttForwardFn,
+    ntt_inverse: NttInverseFn,
+    ntt_pointwise: NttPointwiseFn,
 }
 
 impl fmt::Debug for Kernels {
@@ -107,6 +118,9 @@ impl Kernels {
             and_popcount: portable::and_popcount,
             poly_hash: portable::poly_hash_gf64,
             clmul_window: portable::clmul_window,
+            ntt_forward: ntt::forward,
+            ntt_inverse: ntt::inverse,
+            ntt_pointwise: ntt::pointwise,
         }
     }
 
@@ -183,6 +197,24 @@ impl Kernels {
     #[inline]
     pub fn clmul_window(&self, a: &[u64], b: &[u64], out: &mut [u64], lo_word: usize) {
         (self.clmul_window)(a, b, out, lo_word)
+    }
+
+    /// In-place forward NTT (see [`ntt::forward`]).
+    #[inline]
+    pub fn ntt_forward(&self, a: &mut [u32], twiddles: &[u32]) {
+        (self.ntt_forward)(a, twiddles)
+    }
+
+    /// In-place inverse NTT with scaling (see [`ntt::inverse`]).
+    #[inline]
+    pub fn ntt_inverse(&self, a: &mut [u32], twiddles: &[u32], len_inv: u32) {
+        (self.ntt_inverse)(a, twiddles, len_inv)
+    }
+
+    /// Pointwise Montgomery product `a ← a·b` (see [`ntt::pointwise`]).
+    #[inline]
+    pub fn ntt_pointwise(&self, a: &mut [u32], b: &[u32]) {
+        (self.ntt_pointwise)(a, b)
     }
 }
 

@@ -11,9 +11,21 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
     let v2 = is_x86_feature_detected!("popcnt")
         && is_x86_feature_detected!("pclmulqdq")
         && is_x86_feature_detected!("sse4.1");
-    let bmi2 = v2 && is_x86_feature_detected!("bmi2") && pext_is_fast();
-    let avx512 =
-        bmi2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vpopcntdq");
+    let v3 = v2
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("bmi1")
+        && is_x86_feature_detected!("bmi2")
+        && is_x86_feature_detected!("fma");
+    let avx512 = v3
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vpopcntdq");
+    // Compaction uses `pext` only where it runs in hardware.
+    let compact: super::CompactFn = if pext_is_fast() {
+        compact_bmi2
+    } else {
+        portable::compact
+    };
     let mut k = Kernels {
         isa: Isa::X86V2,
         compact: portable::compact,
@@ -22,18 +34,27 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         and_popcount: and_popcount_popcnt,
         poly_hash: poly_hash_pclmul,
         clmul_window: clmul_window_pclmul,
+        ntt_forward: super::ntt::forward,
+        ntt_inverse: super::ntt::inverse,
+        ntt_pointwise: super::ntt::pointwise,
     };
     match isa {
         Isa::Portable => Some(Kernels::portable()),
         Isa::X86V2 if v2 => Some(k),
-        Isa::X86Bmi2 if bmi2 => {
-            k.isa = Isa::X86Bmi2;
-            k.compact = compact_bmi2;
+        Isa::X86V3 if v3 => {
+            k.isa = Isa::X86V3;
+            k.compact = compact;
+            k.ntt_forward = ntt_forward_avx2;
+            k.ntt_inverse = ntt_inverse_avx2;
+            k.ntt_pointwise = ntt_pointwise_avx2;
             Some(k)
         }
         Isa::X86Avx512 if avx512 => {
             k.isa = Isa::X86Avx512;
-            k.compact = compact_bmi2;
+            k.compact = compact;
+            k.ntt_forward = ntt_forward_avx512;
+            k.ntt_inverse = ntt_inverse_avx512;
+            k.ntt_pointwise = ntt_pointwise_avx512;
             k.popcount = popcount_avx512;
             k.xor_popcount = xor_popcount_avx512;
             k.and_popcount = and_popcount_avx512;
@@ -237,4 +258,56 @@ fn clmul_window_pclmul_impl(a: &[u64], b: &[u64], out: &mut [u64], lo_word: usiz
             }
         }
     }
+}
+
+// NTT: the portable loops of `super::ntt`, compiled with wider vectors (auto-vectorised).
+
+fn ntt_forward_avx2(a: &mut [u32], tw: &[u32]) {
+    // SAFETY: only stored in a table after `avx2` was detected.
+    unsafe { ntt_forward_avx2_impl(a, tw) }
+}
+#[target_feature(enable = "avx2")]
+fn ntt_forward_avx2_impl(a: &mut [u32], tw: &[u32]) {
+    super::ntt::forward_body(a, tw)
+}
+fn ntt_inverse_avx2(a: &mut [u32], tw: &[u32], s: u32) {
+    // SAFETY: as above.
+    unsafe { ntt_inverse_avx2_impl(a, tw, s) }
+}
+#[target_feature(enable = "avx2")]
+fn ntt_inverse_avx2_impl(a: &mut [u32], tw: &[u32], s: u32) {
+    super::ntt::inverse_body(a, tw, s)
+}
+fn ntt_pointwise_avx2(a: &mut [u32], b: &[u32]) {
+    // SAFETY: as above.
+    unsafe { ntt_pointwise_avx2_impl(a, b) }
+}
+#[target_feature(enable = "avx2")]
+fn ntt_pointwise_avx2_impl(a: &mut [u32], b: &[u32]) {
+    super::ntt::pointwise_body(a, b)
+}
+
+fn ntt_forward_avx512(a: &mut [u32], tw: &[u32]) {
+    // SAFETY: only stored in a table after `avx512f` was detected.
+    unsafe { ntt_forward_avx512_impl(a, tw) }
+}
+#[target_feature(enable = "avx512f,avx512vl,avx2")]
+fn ntt_forward_avx512_impl(a: &mut [u32], tw: &[u32]) {
+    super::ntt::forward_body(a, tw)
+}
+fn ntt_inverse_avx512(a: &mut [u32], tw: &[u32], s: u32) {
+    // SAFETY: as above.
+    unsafe { ntt_inverse_avx512_impl(a, tw, s) }
+}
+#[target_feature(enable = "avx512f,avx512vl,avx2")]
+fn ntt_inverse_avx512_impl(a: &mut [u32], tw: &[u32], s: u32) {
+    super::ntt::inverse_body(a, tw, s)
+}
+fn ntt_pointwise_avx512(a: &mut [u32], b: &[u32]) {
+    // SAFETY: as above.
+    unsafe { ntt_pointwise_avx512_impl(a, b) }
+}
+#[target_feature(enable = "avx512f,avx512vl,avx2")]
+fn ntt_pointwise_avx512_impl(a: &mut [u32], b: &[u32]) {
+    super::ntt::pointwise_body(a, b)
 }

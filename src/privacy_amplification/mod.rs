@@ -115,7 +115,7 @@ impl ToeplitzPlan {
         match self.algorithm {
             ToeplitzAlgorithm::Direct => toeplitz_direct(k, seed, x, self.m),
             ToeplitzAlgorithm::Ntt => {
-                toeplitz_ntt(self.ntt.as_ref().expect("NTT plan"), seed, x, self.m)
+                toeplitz_ntt(k, self.ntt.as_ref().expect("NTT plan"), seed, x, self.m)
             }
         }
     }
@@ -149,11 +149,11 @@ pub fn toeplitz_direct(k: &Kernels, seed: &BitVec, x: &BitVec, m: usize) -> BitV
 }
 
 /// The same product by exact NTT convolution of 0/1 sequences.
-pub fn toeplitz_ntt(plan: &NttPlan, seed: &BitVec, x: &BitVec, m: usize) -> BitVec {
+pub fn toeplitz_ntt(k: &Kernels, plan: &NttPlan, seed: &BitVec, x: &BitVec, m: usize) -> BitVec {
     let n = x.len();
     let len = plan.len();
     assert!(n + m - 1 <= len);
-    let one = ntt::to_mont(1);
+    let one = ntt::into_mont(1);
     let spread = |bits: &BitVec| -> Vec<u32> {
         let mut v = vec![0u32; len];
         for (w, chunk) in bits.words().iter().zip(v.chunks_mut(64)) {
@@ -169,18 +169,18 @@ pub fn toeplitz_ntt(plan: &NttPlan, seed: &BitVec, x: &BitVec, m: usize) -> BitV
     let (mut a, mut b) = rayon::join(
         || {
             let mut a = spread(seed);
-            plan.forward(&mut a);
+            plan.forward(k, &mut a);
             a
         },
         || {
             let mut b = spread(x);
-            plan.forward(&mut b);
+            plan.forward(k, &mut b);
             b
         },
     );
-    NttPlan::pointwise(&mut a, &b);
+    NttPlan::pointwise(k, &mut a, &b);
     drop(std::mem::take(&mut b));
-    plan.inverse(&mut a);
+    plan.inverse(k, &mut a);
     let mut y = BitVec::zeros(m);
     for (wi, w) in y.words_mut().iter_mut().enumerate() {
         let base = n - 1 + wi * 64;
