@@ -237,7 +237,8 @@ impl Pipeline {
         Flow { rx: out_rx }
     }
 
-    /// Consume the items on a sink thread; `state` is returned by [`Pipeline::join_with`].
+    /// Consume the items on a sink thread; joining the returned handle gives back `state` and
+    /// the sink's result.
     pub fn sink<T: Item, R: Send + 'static>(
         &mut self,
         input: Flow<T>,

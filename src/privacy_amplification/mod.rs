@@ -121,7 +121,7 @@ impl ToeplitzPlan {
     }
 }
 
-/// Reference: y[i] = XOR_j s[i − j + n − 1]·x[j], bit by bit, O(n·m).
+/// Reference: `y[i] = XOR_j s[i − j + n − 1]·x[j]`, bit by bit, O(n·m).
 pub fn toeplitz_naive(seed: &BitVec, x: &BitVec, m: usize) -> BitVec {
     let n = x.len();
     assert_eq!(seed.len(), n + m - 1);

@@ -9,15 +9,15 @@
 //! answers are counted as leakage (ledger kind `error_correction`).
 //!
 //! Pass 0 uses the original order; pass p ≥ 1 a uniformly random permutation derived from
-//! Alice's public seed (ChaCha20 keyed by the seed, stream = frame·2^16 + pass).
+//! Alice's public seed (ChaCha8 keyed by the seed, stream = frame·2^16 + pass).
 
 use super::{EcContext, EcStats, FrameOutcome, Reconciler};
 use crate::bits::BitVec;
 use crate::classical::{Message, ParityRange, unexpected};
 use crate::error::{ProtocolError, Result};
-use rand::{Rng, RngExt, SeedableRng};
-use rand_chacha::ChaCha20Rng;
-use std::collections::HashMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
+use std::collections::BTreeMap;
 
 /// Cascade parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,19 +68,48 @@ struct PassViews {
     bits: Vec<BitVec>,
 }
 
-fn permutation(seed: &[u8; 32], frame: usize, pass: usize, n: usize) -> Vec<u32> {
-    let mut rng = ChaCha20Rng::from_seed(*seed);
+/// The permutation of `frame` in `pass`: Fisher–Yates (Durstenfeld) driven by ChaCha8 keyed with
+/// Alice's public seed, with Lemire's multiply-shift mapping of 32-bit outputs to `0..=i`
+/// (bias ≤ n/2^32, immaterial for a public permutation whose only job is to spread errors).
+pub fn permutation(seed: &[u8; 32], frame: usize, pass: usize, n: usize) -> Vec<u32> {
+    assert!(
+        n <= u32::MAX as usize,
+        "Cascade frames are limited to 2^32 bits"
+    );
+    let mut rng = ChaCha8Rng::from_seed(*seed);
     rng.set_stream(((frame as u64) << 16) | pass as u64);
     let mut p: Vec<u32> = (0..n as u32).collect();
     for i in (1..n).rev() {
-        let j = rng.random_range(0..=i);
+        let j = ((u64::from(rng.next_u32()) * (i as u64 + 1)) >> 32) as usize;
         p.swap(i, j);
     }
     p
 }
 
+/// `out[pos] = bits[perm[pos]]`, built a word at a time.
+fn gather(bits: &BitVec, perm: &[u32]) -> BitVec {
+    let src = bits.words();
+    let mut words = vec![0u64; perm.len().div_ceil(64)];
+    for (w, chunk) in words.iter_mut().zip(perm.chunks(64)) {
+        let mut acc = 0u64;
+        for (t, &o) in chunk.iter().enumerate() {
+            acc |= ((src[(o >> 6) as usize] >> (o & 63)) & 1) << t;
+        }
+        *w = acc;
+    }
+    BitVec::from_words(words, perm.len())
+}
+
 impl PassViews {
-    fn new(frame_bits: &BitVec, seed: &[u8; 32], frame: usize, passes: usize) -> PassViews {
+    /// Views of a frame; `with_inverse` (needed only by the party that corrects bits) also
+    /// builds the inverse permutations.
+    fn new(
+        frame_bits: &BitVec,
+        seed: &[u8; 32],
+        frame: usize,
+        passes: usize,
+        with_inverse: bool,
+    ) -> PassViews {
         let n = frame_bits.len();
         let mut v = PassViews {
             perm: vec![vec![]],
@@ -89,17 +118,16 @@ impl PassViews {
         };
         for p in 1..passes {
             let perm = permutation(seed, frame, p, n);
-            let mut inv = vec![0u32; n];
-            let mut bits = BitVec::zeros(n);
-            for (pos, &orig) in perm.iter().enumerate() {
-                inv[orig as usize] = pos as u32;
-                if frame_bits.get(orig as usize) {
-                    bits.set(pos, true);
+            let mut inv = Vec::new();
+            if with_inverse {
+                inv = vec![0u32; n];
+                for (pos, &orig) in perm.iter().enumerate() {
+                    inv[orig as usize] = pos as u32;
                 }
             }
+            v.bits.push(gather(frame_bits, &perm));
             v.perm.push(perm);
             v.inv.push(inv);
-            v.bits.push(bits);
         }
         v
     }
@@ -155,7 +183,7 @@ fn ask(ctx: &mut EcContext<'_>, stats: &mut EcStats, msg: Message) -> Result<Bit
     }
 }
 
-type Active = HashMap<(usize, usize, usize), (usize, usize, bool)>;
+type Active = BTreeMap<(usize, usize, usize), (usize, usize, bool)>;
 
 /// One bisection round over all active ranges of all frames (one query message).
 #[allow(clippy::too_many_arguments)]
@@ -170,8 +198,7 @@ fn bisection_round(
     active: &mut Active,
     pass: usize,
 ) -> Result<()> {
-    let mut keys: Vec<(usize, usize, usize)> = active.keys().copied().collect();
-    keys.sort_unstable();
+    let keys: Vec<(usize, usize, usize)> = active.keys().copied().collect();
     let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
     let mut queries: Vec<((usize, usize, usize), ParityRange)> = Vec::new();
     for key in keys {
@@ -268,7 +295,7 @@ impl Reconciler for Cascade {
         let views: Vec<PassViews> = frames
             .iter()
             .enumerate()
-            .map(|(f, bits)| PassViews::new(bits, &seed, f, block_sizes.len()))
+            .map(|(f, bits)| PassViews::new(bits, &seed, f, block_sizes.len(), false))
             .collect();
         loop {
             let msg = ctx.channel.recv(ctx.ledger)?;
@@ -347,7 +374,7 @@ impl Reconciler for Cascade {
         let mut views: Vec<PassViews> = frames
             .iter()
             .enumerate()
-            .map(|(f, bits)| PassViews::new(bits, &seed, f, passes))
+            .map(|(f, bits)| PassViews::new(bits, &seed, f, passes, true))
             .collect();
         let mut flipped = vec![0u64; frames.len()];
         let ks: Vec<Vec<usize>> = views
@@ -362,7 +389,7 @@ impl Reconciler for Cascade {
         // Alice's top-level parities: [frame][pass] -> bits.
         let mut top: Vec<Vec<BitVec>> = vec![Vec::new(); frames.len()];
         // Active bisection per (frame, pass, top block): (start, end, alice parity of range).
-        let mut active: Active = HashMap::new();
+        let mut active: Active = BTreeMap::new();
 
         for pass in 0..passes {
             let reply = ask(

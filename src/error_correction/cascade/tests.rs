@@ -2,7 +2,7 @@ use super::*;
 use crate::classical::{ClassicalChannel, transport::in_memory};
 use crate::kernels::Kernels;
 use crate::ledger::LeakageLedger;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 
 /// Run Cascade between two threads; returns Bob's corrected frames, outcomes and both ledgers.
 pub(crate) fn run_cascade(
