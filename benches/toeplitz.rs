@@ -38,6 +38,13 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("ntt", n), &n, |b, _| {
                 b.iter(|| black_box(plan.hash(&k, &s, &x)))
             });
+            if log == 20 {
+                // Same-run baseline: the portable (not explicitly vectorised) NTT butterflies.
+                let p = Kernels::portable();
+                g.bench_with_input(BenchmarkId::new("ntt_portable", n), &n, |b, _| {
+                    b.iter(|| black_box(plan.hash(&p, &s, &x)))
+                });
+            }
         }
     }
     g.finish();

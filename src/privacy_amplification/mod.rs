@@ -29,7 +29,7 @@ pub enum ToeplitzAlgorithm {
 }
 
 /// Above this many 64×64 carry-less products the NTT is faster (measured, PERFORMANCE.md).
-const DIRECT_MAX_CLMULS: u64 = 1 << 22;
+const DIRECT_MAX_CLMULS: u64 = 1 << 21;
 
 /// A plan for hashing n bits to m bits.
 pub struct ToeplitzPlan {
