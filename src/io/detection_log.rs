@@ -25,7 +25,7 @@
 
 use super::atomic_file::AtomicFile;
 use super::file_bytes::FileBytes;
-use super::header::{FileHeader, FileKind, parse_metadata};
+use super::header::{FileHeader, FileKind, framing, parse_metadata};
 use crate::error::{FormatError, Result};
 use crate::protocol::Basis;
 use serde::{Deserialize, Serialize};
@@ -286,26 +286,9 @@ impl DetectionLog {
                 footer_seen = true;
                 break;
             }
-            if bytes.len() - off < BLOCK_HEADER_LEN {
-                return Err(FormatError::Truncated {
-                    path: p(),
-                    offset: off as u64,
-                    what: "block header",
-                    needed: BLOCK_HEADER_LEN as u64,
-                    available: (bytes.len() - off) as u64,
-                }
-                .into());
-            }
+            framing::need(&bytes, off, BLOCK_HEADER_LEN, "block header", path)?;
+            framing::block_magic(&bytes, off, &BLOCK_MAGIC, "detection log block", path)?;
             let b = &bytes[off..];
-            if b[..4] != BLOCK_MAGIC {
-                return Err(FormatError::BadMagic {
-                    path: p(),
-                    offset: off as u64,
-                    expected: "block magic \"QDBK\"".into(),
-                    kind: "detection log block",
-                }
-                .into());
-            }
             let encoding = u16::from_le_bytes([b[4], b[5]]);
             let flags = u16::from_le_bytes([b[6], b[7]]);
             let n = u32::from_le_bytes(b[8..12].try_into().unwrap());
@@ -329,16 +312,7 @@ impl DetectionLog {
                 .into());
             }
             let total = BLOCK_HEADER_LEN + plen + CHECKSUM_LEN;
-            if bytes.len() - off < total {
-                return Err(FormatError::Truncated {
-                    path: p(),
-                    offset: off as u64,
-                    what: "block payload and checksum",
-                    needed: total as u64,
-                    available: (bytes.len() - off) as u64,
-                }
-                .into());
-            }
+            framing::need(&bytes, off, total, "block payload and checksum", path)?;
             blocks.push(BlockIndex {
                 offset: off as u64,
                 n_records: n,
@@ -401,17 +375,14 @@ impl DetectionLog {
         let bi = self.blocks[i];
         let off = bi.offset as usize;
         let plen = bi.n_records as usize * RECORD_LEN;
+        framing::block_checksum(
+            &self.bytes,
+            off,
+            BLOCK_HEADER_LEN + plen,
+            "detection block",
+            self.path(),
+        )?;
         let body = &self.bytes[off..off + BLOCK_HEADER_LEN + plen];
-        let sum = &self.bytes
-            [off + BLOCK_HEADER_LEN + plen..off + BLOCK_HEADER_LEN + plen + CHECKSUM_LEN];
-        if blake3::hash(body).as_bytes() != sum {
-            return Err(FormatError::Checksum {
-                path: self.path().to_path_buf(),
-                offset: bi.offset,
-                what: "detection block",
-            }
-            .into());
-        }
         let recs = Records {
             bytes: &body[BLOCK_HEADER_LEN..],
         };

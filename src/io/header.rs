@@ -255,3 +255,72 @@ pub fn parse_metadata<T: serde::de::DeserializeOwned>(
         .into()
     })
 }
+
+/// Checks shared by the block framing of both formats.
+pub(crate) mod framing {
+    use crate::error::{FormatError, Result};
+    use std::path::Path;
+
+    /// Fail with `Truncated` unless `bytes[off..]` holds at least `needed` bytes.
+    pub fn need(
+        bytes: &[u8],
+        off: usize,
+        needed: usize,
+        what: &'static str,
+        path: &Path,
+    ) -> Result<()> {
+        let available = bytes.len().saturating_sub(off);
+        if available < needed {
+            return Err(FormatError::Truncated {
+                path: path.to_path_buf(),
+                offset: off as u64,
+                what,
+                needed: needed as u64,
+                available: available as u64,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Fail with `BadMagic` unless the block at `off` starts with `magic`.
+    pub fn block_magic(
+        bytes: &[u8],
+        off: usize,
+        magic: &[u8; 4],
+        kind: &'static str,
+        path: &Path,
+    ) -> Result<()> {
+        if bytes[off..off + 4] != magic[..] {
+            return Err(FormatError::BadMagic {
+                path: path.to_path_buf(),
+                offset: off as u64,
+                expected: format!("block magic \"{}\"", String::from_utf8_lossy(magic)),
+                kind,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Verify the 32-byte BLAKE3 checksum that follows `bytes[off..off + body_len]`.
+    pub fn block_checksum(
+        bytes: &[u8],
+        off: usize,
+        body_len: usize,
+        what: &'static str,
+        path: &Path,
+    ) -> Result<()> {
+        let body = &bytes[off..off + body_len];
+        let sum = &bytes[off + body_len..off + body_len + 32];
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(FormatError::Checksum {
+                path: path.to_path_buf(),
+                offset: off as u64,
+                what,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}

@@ -24,7 +24,7 @@
 
 use super::atomic_file::AtomicFile;
 use super::file_bytes::FileBytes;
-use super::header::{FileHeader, FileKind, parse_metadata};
+use super::header::{FileHeader, FileKind, framing, parse_metadata};
 use crate::bits::{BitVec, words_for};
 use crate::error::{FormatError, Result};
 use crate::protocol::{Basis, DecoyParams};
@@ -109,26 +109,9 @@ impl PrepLog {
         let mut off = header.header_len;
         let mut next_slot = 0u64;
         while off < bytes.len() {
-            if bytes.len() - off < BLOCK_HEADER_LEN {
-                return Err(FormatError::Truncated {
-                    path: p(),
-                    offset: off as u64,
-                    what: "slot block header",
-                    needed: BLOCK_HEADER_LEN as u64,
-                    available: (bytes.len() - off) as u64,
-                }
-                .into());
-            }
+            framing::need(&bytes, off, BLOCK_HEADER_LEN, "slot block header", path)?;
+            framing::block_magic(&bytes, off, &BLOCK_MAGIC, "preparation log block", path)?;
             let b = &bytes[off..];
-            if b[..4] != BLOCK_MAGIC {
-                return Err(FormatError::BadMagic {
-                    path: p(),
-                    offset: off as u64,
-                    expected: "block magic \"QPBK\"".into(),
-                    kind: "preparation log block",
-                }
-                .into());
-            }
             let layout = u16::from_le_bytes([b[4], b[5]]);
             let planes = u16::from_le_bytes([b[6], b[7]]) as usize;
             let first_slot = u64::from_le_bytes(b[8..16].try_into().unwrap());
@@ -165,16 +148,7 @@ impl PrepLog {
                 ));
             }
             let total = BLOCK_HEADER_LEN + plen + CHECKSUM_LEN;
-            if bytes.len() - off < total {
-                return Err(FormatError::Truncated {
-                    path: p(),
-                    offset: off as u64,
-                    what: "slot block payload and checksum",
-                    needed: total as u64,
-                    available: (bytes.len() - off) as u64,
-                }
-                .into());
-            }
+            framing::need(&bytes, off, total, "slot block payload and checksum", path)?;
             blocks.push(SlotBlockIndex {
                 offset: off as u64,
                 first_slot,
@@ -257,17 +231,13 @@ impl PrepLog {
         let off = bi.offset as usize;
         let nw = words_for(bi.n_slots as usize);
         let plen = N_PLANES * 8 * nw;
-        let body = &self.bytes[off..off + BLOCK_HEADER_LEN + plen];
-        let sum = &self.bytes
-            [off + BLOCK_HEADER_LEN + plen..off + BLOCK_HEADER_LEN + plen + CHECKSUM_LEN];
-        if blake3::hash(body).as_bytes() != sum {
-            return Err(FormatError::Checksum {
-                path: self.path().to_path_buf(),
-                offset: bi.offset,
-                what: "slot block",
-            }
-            .into());
-        }
+        framing::block_checksum(
+            &self.bytes,
+            off,
+            BLOCK_HEADER_LEN + plen,
+            "slot block",
+            self.path(),
+        )?;
         let block = self.block_trusted(i);
         // Class 3 does not exist: both intensity bits set is corruption the checksum cannot
         // catch (a writer bug); padding bits must be zero.
