@@ -257,3 +257,73 @@ fn existing_key_files_are_not_overwritten() {
         b"precious"
     );
 }
+
+#[test]
+fn detections_the_metadata_cannot_map_are_refused_with_their_offset() {
+    use qkd_distill::io::detection_log::{ChannelInfo, ChannelKind, DetectionMeta, DetectorState};
+    use qkd_distill::io::header::{FLAG_SLOT_ANNOTATED, FileHeader};
+    use qkd_distill::io::{DetectionLog, DetectionLogWriter, PrepLog, Record};
+    use qkd_distill::protocol::Basis;
+    let dir = Scratch::new("unmapped");
+    simulate(dir.path(), 100_000, 5, &LinkParams::default());
+    let prep = PrepLog::open(&dir.join("alice.qpl")).unwrap();
+    let meta = DetectionMeta {
+        role: "bob".into(),
+        source_format: "test".into(),
+        channels: vec![
+            ChannelInfo {
+                id: 0,
+                name: "H".into(),
+                kind: ChannelKind::Detector,
+                state: Some(DetectorState {
+                    basis: Basis::Z,
+                    value: 0,
+                }),
+            },
+            ChannelInfo {
+                id: 7,
+                name: "sync".into(),
+                kind: ChannelKind::Sync,
+                state: None,
+            },
+        ],
+        total_slots: Some(prep.total_slots()),
+        extra: Default::default(),
+    };
+    let header = |flags| FileHeader {
+        version: (1, 0),
+        flags,
+        tick_num: 1,
+        tick_den: 1_000_000_000,
+        origin_unix_ns: i64::MIN,
+        run_id: prep.header().run_id,
+        metadata_json: serde_json::to_string(&meta).unwrap(),
+        header_len: 0,
+    };
+    let p = dir.join("odd.qdl");
+    let mut w = DetectionLogWriter::create(&p, &header(FLAG_SLOT_ANNOTATED), false).unwrap();
+    w.write_records(&[Record::detection(3, 0, 0), Record::detection(9, 7, 0)])
+        .unwrap();
+    w.finish().unwrap();
+    let off = DetectionLog::open(&p).unwrap().blocks()[0].offset + 32 + 16;
+    let o = opts(&dir.join("keys"), DistillSettings::default(), None);
+    let e = distill(&dir.join("alice.qpl"), &p, &o, Arc::new(NoProgress))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("odd.qdl") && e.contains(&format!("offset {off}")) && e.contains("channel 7"),
+        "{e}"
+    );
+    // A log of raw time tags (not slot-annotated) needs time synchronisation first.
+    let raw = dir.join("raw.qdl");
+    let mut w = DetectionLogWriter::create(&raw, &header(0), false).unwrap();
+    w.write_records(&[Record::detection(3, 0, 0)]).unwrap();
+    w.finish().unwrap();
+    let e = distill(&dir.join("alice.qpl"), &raw, &o, Arc::new(NoProgress))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raw.qdl") && e.contains("time synchronisation"),
+        "{e}"
+    );
+}
