@@ -11,6 +11,8 @@ pub enum ReconciliationMethod {
     /// Cascade, original four passes (Brassard–Salvail 1993).
     #[default]
     Cascade,
+    /// Rate-adaptive QC-LDPC with blind retries.
+    Ldpc,
 }
 
 impl ReconciliationMethod {
@@ -32,8 +34,17 @@ pub struct DistillSettings {
     /// Target sifted key-basis bits per block (the finite-key and privacy-amplification unit).
     /// Blocks hold at least this many bits; a remainder smaller than one block joins the last.
     pub block_bits: u64,
-    /// Error-correction frame length.
+    /// Error-correction frame length (Cascade).
     pub ec_frame_bits: u64,
+    /// LDPC code length (a catalog length).
+    #[serde(default = "default_ldpc_code_bits")]
+    pub ldpc_code_bits: u64,
+    /// Efficiency the first LDPC attempt aims at.
+    #[serde(default = "default_ldpc_efficiency")]
+    pub ldpc_efficiency: f64,
+    /// Blind LDPC retries.
+    #[serde(default = "default_ldpc_retries")]
+    pub ldpc_retries: u32,
     /// Reconciliation protocol.
     pub reconciliation: ReconciliationMethod,
     /// Secrecy parameter ε_sec.
@@ -52,11 +63,24 @@ pub struct DistillSettings {
     pub queue_capacity: usize,
 }
 
+fn default_ldpc_code_bits() -> u64 {
+    102_400
+}
+fn default_ldpc_efficiency() -> f64 {
+    1.1
+}
+fn default_ldpc_retries() -> u32 {
+    3
+}
+
 impl Default for DistillSettings {
     fn default() -> Self {
         DistillSettings {
             block_bits: 1 << 21,
             ec_frame_bits: 1 << 16,
+            ldpc_code_bits: default_ldpc_code_bits(),
+            ldpc_efficiency: default_ldpc_efficiency(),
+            ldpc_retries: default_ldpc_retries(),
             reconciliation: ReconciliationMethod::Cascade,
             epsilon_sec: 1e-10,
             epsilon_cor: 1e-15,
@@ -103,6 +127,25 @@ impl DistillSettings {
             return Err(ConfigError::invalid(
                 "ec-frame-bits",
                 format!("{} must be in [64, 2^32)", self.ec_frame_bits),
+            ));
+        }
+        if !(1.0..=2.0).contains(&self.ldpc_efficiency) {
+            return Err(ConfigError::invalid(
+                "ldpc-efficiency",
+                format!("{} must be in [1, 2]", self.ldpc_efficiency),
+            ));
+        }
+        if self.reconciliation == ReconciliationMethod::Ldpc
+            && !crate::error_correction::ldpc::catalog::lengths()
+                .contains(&(self.ldpc_code_bits as usize))
+        {
+            return Err(ConfigError::invalid(
+                "ldpc-code-bits",
+                format!(
+                    "{} is not a built-in code length {:?}",
+                    self.ldpc_code_bits,
+                    crate::error_correction::ldpc::catalog::lengths()
+                ),
             ));
         }
         if self.ec_workers == 0 || self.ec_workers > 64 {

@@ -104,6 +104,29 @@ pub enum Message {
     },
     /// Bob ends the reconciliation of the block.
     CascadeDone,
+    /// Alice's LDPC syndromes for every frame of a block.
+    LdpcSyndromes {
+        /// Seed of the shortened bits' public values.
+        seed: [u8; 32],
+        /// Code name.
+        code: String,
+        /// Punctured positions per frame.
+        punctured: u32,
+        /// Shortened positions of each frame.
+        shortened: Vec<u32>,
+        /// One syndrome (m bits) per frame.
+        syndromes: Vec<BitVec>,
+    },
+    /// Bob's decoding status: the frames not (yet) decoded.
+    LdpcStatus {
+        /// One bit per frame.
+        failed: BitVec,
+    },
+    /// Alice reveals the next bits (blind reconciliation) of every failed frame, concatenated.
+    LdpcReveal {
+        /// Revealed values.
+        values: BitVec,
+    },
     /// Alice's verification: per frame, `r` random hash keys and `r` tags.
     VerifyTags {
         /// Keys, frame-major.
@@ -149,6 +172,9 @@ impl Message {
             Message::ParityQuery { .. } => "ParityQuery",
             Message::ParityReply { .. } => "ParityReply",
             Message::CascadeDone => "CascadeDone",
+            Message::LdpcSyndromes { .. } => "LdpcSyndromes",
+            Message::LdpcStatus { .. } => "LdpcStatus",
+            Message::LdpcReveal { .. } => "LdpcReveal",
             Message::VerifyTags { .. } => "VerifyTags",
             Message::VerifyResult { .. } => "VerifyResult",
             Message::AmplifySeed { .. } => "AmplifySeed",
@@ -198,6 +224,27 @@ impl Message {
             Message::ParityQuery { ranges } => vec![Control(ranges.len() as u64)],
             Message::ParityReply { parities } => vec![ErrorCorrection(parities.len() as u64)],
             Message::CascadeDone => vec![Control(1)],
+            // m syndrome bits per frame disclose at most m − p bits about the key when the p
+            // punctured columns are independent (untainted puncturing; see
+            // `error_correction::ldpc::rate`).
+            Message::LdpcSyndromes {
+                code,
+                punctured,
+                shortened,
+                syndromes,
+                ..
+            } => vec![
+                ErrorCorrection(
+                    syndromes
+                        .iter()
+                        .map(|s| (s.len() as u64).saturating_sub(u64::from(*punctured)))
+                        .sum(),
+                ),
+                PublicRandomness(256),
+                Control(8 * code.len() as u64 + 32 + 32 * shortened.len() as u64),
+            ],
+            Message::LdpcStatus { failed } => vec![Control(failed.len() as u64)],
+            Message::LdpcReveal { values } => vec![ErrorCorrection(values.len() as u64)],
             Message::VerifyTags { keys, tags } => {
                 vec![
                     PublicRandomness(64 * keys.len() as u64),
@@ -296,6 +343,34 @@ impl Message {
                 w.bits(parities);
             }
             Message::CascadeDone => w.u8(11),
+            Message::LdpcSyndromes {
+                seed,
+                code,
+                punctured,
+                shortened,
+                syndromes,
+            } => {
+                w.u8(16);
+                w.fixed(seed);
+                w.bytes(code.as_bytes());
+                w.varint(u64::from(*punctured));
+                w.varint(shortened.len() as u64);
+                for &s in shortened {
+                    w.varint(u64::from(s));
+                }
+                w.varint(syndromes.len() as u64);
+                for s in syndromes {
+                    w.bits(s);
+                }
+            }
+            Message::LdpcStatus { failed } => {
+                w.u8(17);
+                w.bits(failed);
+            }
+            Message::LdpcReveal { values } => {
+                w.u8(18);
+                w.bits(values);
+            }
             Message::VerifyTags { keys, tags } => {
                 w.u8(12);
                 w.varint(keys.len() as u64);
@@ -415,6 +490,26 @@ impl Message {
                 parities: r.bits()?,
             },
             11 => Message::CascadeDone,
+            16 => {
+                let seed = r.fixed()?;
+                let code = string(&mut r)?;
+                let punctured = u32_of(r.varint()?, "punctured")?;
+                let n = r.len(MAX_ITEMS.min(r.remaining()), "frames")?;
+                let shortened = (0..n)
+                    .map(|_| r.varint().and_then(|v| u32_of(v, "shortened")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let n = r.len(MAX_ITEMS.min(r.remaining()), "syndromes")?;
+                let syndromes = (0..n).map(|_| r.bits()).collect::<Result<Vec<_>, _>>()?;
+                Message::LdpcSyndromes {
+                    seed,
+                    code,
+                    punctured,
+                    shortened,
+                    syndromes,
+                }
+            }
+            17 => Message::LdpcStatus { failed: r.bits()? },
+            18 => Message::LdpcReveal { values: r.bits()? },
             12 => {
                 let n = r.len(MAX_ITEMS.min(r.remaining() / 8), "keys")?;
                 let keys = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;

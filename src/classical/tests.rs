@@ -56,6 +56,19 @@ fn samples() -> Vec<Message> {
             parities: bits.clone(),
         },
         Message::CascadeDone,
+        Message::LdpcSyndromes {
+            seed: [3; 32],
+            code: "qc-r0.80-n16384".into(),
+            punctured: 64,
+            shortened: vec![0, 100],
+            syndromes: vec![BitVec::ones(200), BitVec::zeros(200)],
+        },
+        Message::LdpcStatus {
+            failed: BitVec::from_bools(&[false, true]),
+        },
+        Message::LdpcReveal {
+            values: BitVec::ones(5),
+        },
         Message::VerifyTags {
             keys: vec![1, 2],
             tags: vec![3, u64::MAX],
@@ -104,11 +117,11 @@ fn disclosures_count_the_disclosed_bits() {
             l.record(d);
         }
     }
-    assert_eq!(l.error_correction_bits, 9); // the ParityReply
+    assert_eq!(l.error_correction_bits, 9 + 2 * (200 - 64) + 5); // parities, syndromes − punctured, reveals
     assert_eq!(l.verification_bits, 128); // two 64-bit tags
     assert_eq!(l.qber_sample_bits, 9);
     assert_eq!(l.test_basis_bits, 70);
-    assert_eq!(l.subtracted(), 137);
+    assert_eq!(l.subtracted(), 9 + 272 + 5 + 128);
 }
 
 #[test]

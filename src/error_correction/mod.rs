@@ -7,6 +7,8 @@
 //! error); residual errors the protocol cannot see are caught by verification.
 
 pub mod cascade;
+pub mod ldpc;
+pub mod simulation;
 
 use crate::bits::BitVec;
 use crate::classical::ClassicalChannel;
@@ -29,13 +31,19 @@ pub enum FrameOutcome {
     Failed,
 }
 
-/// Communication counts of one reconciliation.
+/// Communication and work counts of one reconciliation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EcStats {
     /// Request/answer round trips.
     pub round_trips: u64,
     /// Messages sent and received by this party.
     pub messages: u64,
+    /// Decoder iterations summed over frames and attempts (LDPC, Bob).
+    #[serde(default)]
+    pub decoder_iterations: u64,
+    /// Bits revealed by blind retries (LDPC).
+    #[serde(default)]
+    pub revealed_bits: u64,
 }
 
 /// What a reconciler needs besides the frames.
@@ -56,8 +64,15 @@ pub struct EcContext<'a> {
 pub trait Reconciler: Send {
     /// Name for reports.
     fn name(&self) -> &'static str;
-    /// Alice's side: answer for her frames.
-    fn reconcile_alice(&mut self, ctx: &mut EcContext<'_>, frames: &[BitVec]) -> Result<EcStats>;
+    /// How a block of `n` key bits at error rate `qber` is cut into frames (both parties call
+    /// this with the same public arguments).
+    fn frame_lengths(&self, n: usize, qber: f64) -> Vec<usize>;
+    /// Alice's side: answer for her frames; returns which frames failed (known to both).
+    fn reconcile_alice(
+        &mut self,
+        ctx: &mut EcContext<'_>,
+        frames: &[BitVec],
+    ) -> Result<(Vec<bool>, EcStats)>;
     /// Bob's side: correct his frames in place.
     fn reconcile_bob(
         &mut self,

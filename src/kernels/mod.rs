@@ -14,6 +14,7 @@
 //! Set `QKD_ISA=portable` (or `x86-v2`, `x86-v3`, `avx512`) to force a path; an unavailable choice
 //! falls back to the best available one below it.
 
+pub mod ldpc;
 pub mod ntt;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -31,7 +32,7 @@ pub enum Isa {
     /// x86-64-v3: [`Isa::X86V2`] plus AVX2 (vectorised NTT) and BMI2 `pext` for bit compaction
     /// (`pext` only where it is fast in hardware).
     X86V3,
-    /// [`Isa::X86V3`] plus AVX-512F and AVX-512 VPOPCNTDQ (popcounts, NTT).
+    /// [`Isa::X86V3`] plus AVX-512 F/BW/VL/VBMI/VPOPCNTDQ (popcounts, NTT, LDPC decoder).
     X86Avx512,
 }
 
@@ -85,6 +86,9 @@ pub type NttForwardFn = fn(a: &mut [u32], twiddles: &[u32]);
 pub type NttInverseFn = fn(a: &mut [u32], twiddles: &[u32], len_inv: u32);
 /// Pointwise Montgomery product (see [`ntt::pointwise`]).
 pub type NttPointwiseFn = fn(a: &mut [u32], b: &[u32]);
+/// Layered min-sum decoding of a QC-LDPC frame (see [`ldpc::nms_decode`]).
+pub type NmsDecodeFn =
+    fn(&ldpc::QcLayout, &[u64], ldpc::NmsParams, &mut ldpc::NmsScratch) -> ldpc::NmsOutcome;
 
 /// The kernels chosen for this machine: a table of safe function pointers.
 #[derive(Clone, Copy)]
@@ -99,6 +103,7 @@ pub struct Kernels {
     ntt_forward: NttForwardFn,
     ntt_inverse: NttInverseFn,
     ntt_pointwise: NttPointwiseFn,
+    nms_decode: NmsDecodeFn,
 }
 
 impl fmt::Debug for Kernels {
@@ -121,6 +126,7 @@ impl Kernels {
             ntt_forward: ntt::forward,
             ntt_inverse: ntt::inverse,
             ntt_pointwise: ntt::pointwise,
+            nms_decode: ldpc::nms_decode,
         }
     }
 
@@ -215,6 +221,18 @@ impl Kernels {
     #[inline]
     pub fn ntt_pointwise(&self, a: &mut [u32], b: &[u32]) {
         (self.ntt_pointwise)(a, b)
+    }
+
+    /// Decode one QC-LDPC frame (see [`ldpc::nms_decode`]).
+    #[inline]
+    pub fn nms_decode(
+        &self,
+        layout: &ldpc::QcLayout,
+        syndrome: &[u64],
+        params: ldpc::NmsParams,
+        scratch: &mut ldpc::NmsScratch,
+    ) -> ldpc::NmsOutcome {
+        (self.nms_decode)(layout, syndrome, params, scratch)
     }
 }
 

@@ -19,6 +19,8 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
     let avx512 = v3
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vbmi")
         && is_x86_feature_detected!("avx512vpopcntdq");
     // Compaction uses `pext` only where it runs in hardware.
     let compact: super::CompactFn = if pext_is_fast() {
@@ -37,6 +39,7 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         ntt_forward: super::ntt::forward,
         ntt_inverse: super::ntt::inverse,
         ntt_pointwise: super::ntt::pointwise,
+        nms_decode: super::ldpc::nms_decode,
     };
     match isa {
         Isa::Portable => Some(Kernels::portable()),
@@ -55,6 +58,7 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
             k.ntt_forward = ntt_forward_avx512;
             k.ntt_inverse = ntt_inverse_avx512;
             k.ntt_pointwise = ntt_pointwise_avx512;
+            k.nms_decode = nms_decode_avx512;
             k.popcount = popcount_avx512;
             k.xor_popcount = xor_popcount_avx512;
             k.and_popcount = and_popcount_avx512;
@@ -310,4 +314,208 @@ fn ntt_pointwise_avx512(a: &mut [u32], b: &[u32]) {
 #[target_feature(enable = "avx512f,avx512vl,avx2")]
 fn ntt_pointwise_avx512_impl(a: &mut [u32], b: &[u32]) {
     super::ntt::pointwise_body(a, b)
+}
+
+// Layered NMS decoder, AVX-512 BW + VBMI: the 64 rows of a base row in one register; the
+// circulant shift is `vpermb` with a rotation index.
+
+pub(super) fn nms_decode_avx512(
+    layout: &super::ldpc::QcLayout,
+    syndrome: &[u64],
+    params: super::ldpc::NmsParams,
+    s: &mut super::ldpc::NmsScratch,
+) -> super::ldpc::NmsOutcome {
+    // SAFETY: only stored in a table after `avx512f`, `avx512bw` and `avx512vbmi` were detected.
+    unsafe { nms_decode_avx512_impl(layout, syndrome, params, s) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn nms_decode_avx512_impl(
+    layout: &super::ldpc::QcLayout,
+    syndrome: &[u64],
+    params: super::ldpc::NmsParams,
+    s: &mut super::ldpc::NmsScratch,
+) -> super::ldpc::NmsOutcome {
+    use super::ldpc::{NmsOutcome, Z, parity_ok};
+    // Rotation indices: fwd[sh][t] = (t + sh) mod 64, inv[sh][t] = (t − sh) mod 64.
+    let mut fwd = [[0u8; Z]; Z];
+    let mut inv = [[0u8; Z]; Z];
+    for sh in 0..Z {
+        for t in 0..Z {
+            fwd[sh][t] = ((t + sh) % Z) as u8;
+            inv[sh][t] = ((t + Z - sh) % Z) as u8;
+        }
+    }
+    let nb = layout.nb;
+    let hard_from_app = |app: &[i8], hard: &mut [u64]| {
+        for c in 0..nb {
+            // SAFETY: app has nb·64 bytes.
+            let v = unsafe { _mm512_loadu_si512(app.as_ptr().add(c * Z).cast()) };
+            hard[c] = _mm512_movepi8_mask(v);
+        }
+    };
+    hard_from_app(&s.app, &mut s.hard);
+    if parity_ok(layout, syndrome, &s.hard) {
+        return NmsOutcome {
+            iterations: 0,
+            converged: true,
+        };
+    }
+    let k = params.alpha_shift.min(8);
+    let c127 = _mm512_set1_epi8(127);
+    let offset = _mm512_set1_epi8(params.offset as i8);
+    let low_mask = _mm512_set1_epi8((0xffu16 >> k) as u8 as i8);
+    let kcount = _mm_cvtsi32_si128(k as i32);
+    let zero = _mm512_setzero_si512();
+    let app = s.app.as_mut_ptr();
+    let msg = s.msg.as_mut_ptr();
+    let tmp = s.tmp.as_mut_ptr();
+    let tables = super::ldpc::spa_tables();
+    for it in 1..=params.max_iterations {
+        for r in 0..layout.mb() {
+            let (a, b) = (layout.row_ptr[r] as usize, layout.row_ptr[r + 1] as usize);
+            if params.rule == super::ldpc::CheckRule::Spa {
+                // SAFETY: same buffers and bounds as below.
+                unsafe {
+                    spa_row_avx512(layout, syndrome[r], a, b, app, msg, tmp, &fwd, &inv, tables)
+                };
+                continue;
+            }
+            let mut sign: u64 = syndrome[r];
+            let mut min1 = c127;
+            let mut min2 = c127;
+            let mut idx = zero;
+            for (j, e) in (a..b).enumerate() {
+                let c = layout.cols[e] as usize;
+                let sh = layout.shifts[e] as usize;
+                // SAFETY: c < nb, e < entries, j < max row degree: all within the buffers that
+                // `NmsScratch::reset` sized; the index tables are 64 bytes each.
+                unsafe {
+                    let rot = _mm512_loadu_si512(fwd[sh].as_ptr().cast());
+                    let av =
+                        _mm512_permutexvar_epi8(rot, _mm512_loadu_si512(app.add(c * Z).cast()));
+                    let q = _mm512_subs_epi8(av, _mm512_loadu_si512(msg.add(e * Z).cast()));
+                    _mm512_storeu_si512(tmp.add(j * Z).cast(), q);
+                    sign ^= _mm512_movepi8_mask(q);
+                    let aq = _mm512_min_epu8(_mm512_abs_epi8(q), c127);
+                    let lt = _mm512_cmplt_epu8_mask(aq, min1);
+                    min2 = _mm512_min_epu8(min2, _mm512_max_epu8(min1, aq));
+                    min1 = _mm512_min_epu8(min1, aq);
+                    idx = _mm512_mask_blend_epi8(lt, idx, _mm512_set1_epi8(j as i8));
+                }
+            }
+            let a1 = _mm512_subs_epu8(min1, offset);
+            let a2 = _mm512_subs_epu8(min2, offset);
+            let m1 = _mm512_sub_epi8(a1, _mm512_and_si512(_mm512_srl_epi16(a1, kcount), low_mask));
+            let m2 = _mm512_sub_epi8(a2, _mm512_and_si512(_mm512_srl_epi16(a2, kcount), low_mask));
+            for (j, e) in (a..b).enumerate() {
+                let c = layout.cols[e] as usize;
+                let sh = layout.shifts[e] as usize;
+                // SAFETY: as above.
+                unsafe {
+                    let q = _mm512_loadu_si512(tmp.add(j * Z).cast());
+                    let is_min = _mm512_cmpeq_epi8_mask(idx, _mm512_set1_epi8(j as i8));
+                    let mag = _mm512_mask_blend_epi8(is_min, m1, m2);
+                    let neg = sign ^ _mm512_movepi8_mask(q);
+                    let r_new = _mm512_mask_sub_epi8(mag, neg, zero, mag);
+                    _mm512_storeu_si512(msg.add(e * Z).cast(), r_new);
+                    let new_app = _mm512_adds_epi8(q, r_new);
+                    let back = _mm512_loadu_si512(inv[sh].as_ptr().cast());
+                    _mm512_storeu_si512(
+                        app.add(c * Z).cast(),
+                        _mm512_permutexvar_epi8(back, new_app),
+                    );
+                }
+            }
+        }
+        hard_from_app(&s.app, &mut s.hard);
+        if parity_ok(layout, syndrome, &s.hard) {
+            return NmsOutcome {
+                iterations: it,
+                converged: true,
+            };
+        }
+    }
+    NmsOutcome {
+        iterations: params.max_iterations,
+        converged: false,
+    }
+}
+
+/// One row of the φ-domain sum-product rule, 64 lanes.
+///
+/// # Safety
+/// AVX-512 F/BW/VBMI must be available; `app`, `msg`, `tmp` must hold the buffers sized by
+/// `NmsScratch::reset` for `layout`, and `a..b` must be a row of `layout`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn spa_row_avx512(
+    layout: &super::ldpc::QcLayout,
+    syndrome: u64,
+    a: usize,
+    b: usize,
+    app: *mut i8,
+    msg: *mut i8,
+    tmp: *mut i8,
+    fwd: &[[u8; 64]; 64],
+    inv: &[[u8; 64]; 64],
+    tables: &super::ldpc::SpaTables,
+) {
+    const Z: usize = 64;
+    // SAFETY (whole body): the caller guarantees the buffer sizes; tables are 128/256 bytes.
+    unsafe {
+        let phi_lo = _mm512_loadu_si512(tables.phi.as_ptr().cast());
+        let phi_hi = _mm512_loadu_si512(tables.phi.as_ptr().add(64).cast());
+        let inv0 = _mm512_loadu_si512(tables.inv.as_ptr().cast());
+        let inv1 = _mm512_loadu_si512(tables.inv.as_ptr().add(64).cast());
+        let inv2 = _mm512_loadu_si512(tables.inv.as_ptr().add(128).cast());
+        let inv3 = _mm512_loadu_si512(tables.inv.as_ptr().add(192).cast());
+        let c127 = _mm512_set1_epi8(127);
+        let zero = _mm512_setzero_si512();
+        let phi_of = |q: __m512i| -> __m512i {
+            let aq = _mm512_min_epu8(_mm512_abs_epi8(q), c127);
+            _mm512_permutex2var_epi8(phi_lo, aq, phi_hi)
+        };
+        let widen = |v: __m512i| -> (__m512i, __m512i) {
+            (
+                _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v)),
+                _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(v)),
+            )
+        };
+        let mut sign = syndrome;
+        let (mut sum_lo, mut sum_hi) = (zero, zero);
+        for (j, e) in (a..b).enumerate() {
+            let c = layout.cols[e] as usize;
+            let sh = layout.shifts[e] as usize;
+            let rot = _mm512_loadu_si512(fwd[sh].as_ptr().cast());
+            let av = _mm512_permutexvar_epi8(rot, _mm512_loadu_si512(app.add(c * Z).cast()));
+            let q = _mm512_subs_epi8(av, _mm512_loadu_si512(msg.add(e * Z).cast()));
+            _mm512_storeu_si512(tmp.add(j * Z).cast(), q);
+            sign ^= _mm512_movepi8_mask(q);
+            let (lo, hi) = widen(phi_of(q));
+            sum_lo = _mm512_adds_epu16(sum_lo, lo);
+            sum_hi = _mm512_adds_epu16(sum_hi, hi);
+        }
+        for (j, e) in (a..b).enumerate() {
+            let c = layout.cols[e] as usize;
+            let sh = layout.shifts[e] as usize;
+            let q = _mm512_loadu_si512(tmp.add(j * Z).cast());
+            let (lo, hi) = widen(phi_of(q));
+            let y_lo = _mm512_cvtusepi16_epi8(_mm512_subs_epu16(sum_lo, lo));
+            let y_hi = _mm512_cvtusepi16_epi8(_mm512_subs_epu16(sum_hi, hi));
+            let y = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(y_lo), y_hi);
+            let m_low = _mm512_permutex2var_epi8(inv0, y, inv1);
+            let m_high = _mm512_permutex2var_epi8(inv2, y, inv3);
+            let mag = _mm512_mask_blend_epi8(_mm512_movepi8_mask(y), m_low, m_high);
+            let neg = sign ^ _mm512_movepi8_mask(q);
+            let r_new = _mm512_mask_sub_epi8(mag, neg, zero, mag);
+            _mm512_storeu_si512(msg.add(e * Z).cast(), r_new);
+            let new_app = _mm512_adds_epi8(q, r_new);
+            let back = _mm512_loadu_si512(inv[sh].as_ptr().cast());
+            _mm512_storeu_si512(
+                app.add(c * Z).cast(),
+                _mm512_permutexvar_epi8(back, new_app),
+            );
+        }
+    }
 }

@@ -7,7 +7,8 @@ use crate::block::{Block, CorrectedKey, EcReport, EstimatedKey};
 use crate::config::ReconciliationMethod;
 use crate::error::{Error, Result};
 use crate::error_correction::cascade::Cascade;
-use crate::error_correction::{EcContext, FrameOutcome, Reconciler, efficiency, frame_lengths};
+use crate::error_correction::ldpc::{LdpcReconciler, LdpcSettings};
+use crate::error_correction::{EcContext, FrameOutcome, Reconciler, efficiency};
 use crate::pipeline::Stage;
 use crate::protocol::Role;
 
@@ -21,7 +22,18 @@ impl ErrorCorrectionStage {
     /// A worker talking over `io`.
     pub fn new(io: StageIo) -> Self {
         let reconciler: Box<dyn Reconciler> = match io.session.settings.reconciliation {
-            ReconciliationMethod::Cascade => Box::new(Cascade::default()),
+            ReconciliationMethod::Cascade => Box::new(Cascade {
+                frame_bits: io.session.settings.ec_frame_bits as usize,
+                ..Cascade::default()
+            }),
+            ReconciliationMethod::Ldpc => Box::new(LdpcReconciler {
+                settings: LdpcSettings {
+                    code_bits: io.session.settings.ldpc_code_bits as usize,
+                    efficiency: io.session.settings.ldpc_efficiency,
+                    max_retries: io.session.settings.ldpc_retries,
+                    ..LdpcSettings::default()
+                },
+            }),
         };
         ErrorCorrectionStage { io, reconciler }
     }
@@ -48,7 +60,10 @@ impl Stage for ErrorCorrectionStage {
         let key = std::mem::take(&mut block.key.bits);
         let mut frames: Vec<BitVec> = Vec::new();
         let mut at = 0;
-        for len in frame_lengths(key.len(), s.settings.ec_frame_bits as usize) {
+        for len in self
+            .reconciler
+            .frame_lengths(key.len(), block.key.qber_estimate)
+        {
             frames.push(key.slice(at, at + len));
             at += len;
         }
@@ -70,8 +85,9 @@ impl Stage for ErrorCorrectionStage {
         };
         let failed = match s.role {
             Role::Alice => {
-                report.stats = self.reconciler.reconcile_alice(&mut ctx, &frames)?;
-                vec![false; frames.len()]
+                let (failed, stats) = self.reconciler.reconcile_alice(&mut ctx, &frames)?;
+                report.stats = stats;
+                failed
             }
             Role::Bob => {
                 let (outcomes, stats) = self.reconciler.reconcile_bob(&mut ctx, &mut frames)?;

@@ -52,10 +52,21 @@ impl CascadeParams {
 }
 
 /// The original Cascade protocol.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Cascade {
     /// Parameters.
     pub params: CascadeParams,
+    /// Frame length.
+    pub frame_bits: usize,
+}
+
+impl Default for Cascade {
+    fn default() -> Self {
+        Cascade {
+            params: CascadeParams::default(),
+            frame_bits: 1 << 16,
+        }
+    }
 }
 
 /// A frame's bits in every pass's order.
@@ -279,7 +290,15 @@ impl Reconciler for Cascade {
         "cascade"
     }
 
-    fn reconcile_alice(&mut self, ctx: &mut EcContext<'_>, frames: &[BitVec]) -> Result<EcStats> {
+    fn frame_lengths(&self, n: usize, _qber: f64) -> Vec<usize> {
+        super::frame_lengths(n, self.frame_bits)
+    }
+
+    fn reconcile_alice(
+        &mut self,
+        ctx: &mut EcContext<'_>,
+        frames: &[BitVec],
+    ) -> Result<(Vec<bool>, EcStats)> {
         let mut stats = EcStats::default();
         let max_n = frames.iter().map(|f| f.len()).max().unwrap_or(0);
         let block_sizes = self.params.block_sizes(ctx.qber_estimate, max_n);
@@ -339,7 +358,7 @@ impl Reconciler for Cascade {
                     }
                     out
                 }
-                Message::CascadeDone => return Ok(stats),
+                Message::CascadeDone => return Ok((vec![false; frames.len()], stats)),
                 other => {
                     return Err(unexpected(
                         "CascadeTopQuery, ParityQuery or CascadeDone",
