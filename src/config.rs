@@ -20,9 +20,10 @@ impl ReconciliationMethod {
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         match s {
             "cascade" => Ok(ReconciliationMethod::Cascade),
+            "ldpc" => Ok(ReconciliationMethod::Ldpc),
             other => Err(ConfigError::invalid(
                 "reconciliation",
-                format!("unknown method `{other}` (known: cascade)"),
+                format!("unknown method `{other}` (known: cascade, ldpc)"),
             )),
         }
     }

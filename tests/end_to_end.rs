@@ -327,3 +327,38 @@ fn detections_the_metadata_cannot_map_are_refused_with_their_offset() {
         "{e}"
     );
 }
+
+#[test]
+fn ldpc_reconciliation_gives_identical_keys() {
+    use qkd_distill::config::ReconciliationMethod;
+    let dir = Scratch::new("ldpc");
+    simulate(
+        dir.path(),
+        40_000_000,
+        8,
+        &LinkParams {
+            misalignment: 0.02,
+            ..short_link()
+        },
+    );
+    let settings = DistillSettings {
+        block_bits: 1 << 20,
+        reconciliation: ReconciliationMethod::Ldpc,
+        ldpc_code_bits: 102_400,
+        ldpc_efficiency: 1.2,
+        ..Default::default()
+    };
+    let r = run(&dir, "keys", settings, None).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Key, "{:?}", r.abort_reason);
+    let a = std::fs::read(dir.join("keys/alice.key")).unwrap();
+    assert_eq!(a, std::fs::read(dir.join("keys/bob.key")).unwrap());
+    for blk in &r.blocks {
+        let ec = blk.error_correction.as_ref().unwrap();
+        assert_eq!(ec.method, "ldpc");
+        let f = ec.efficiency.unwrap();
+        assert!((1.0..1.6).contains(&f), "f = {f}");
+        // Frames that failed decoding are discarded by verification and their bits subtracted.
+        let v = blk.verification.as_ref().unwrap();
+        assert_eq!(v.frames_ok == v.frames, v.discarded_bits == 0);
+    }
+}

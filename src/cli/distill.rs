@@ -18,9 +18,18 @@ pub struct SettingsArgs {
     /// Error-correction frame length in bits.
     #[arg(long, default_value_t = DistillSettings::default().ec_frame_bits)]
     pub ec_frame_bits: u64,
-    /// Reconciliation protocol.
+    /// Reconciliation protocol: cascade or ldpc.
     #[arg(long, default_value = "cascade")]
     pub reconciliation: String,
+    /// LDPC code length (16384, 65536 or 102400).
+    #[arg(long, default_value_t = DistillSettings::default().ldpc_code_bits)]
+    pub ldpc_code_bits: u64,
+    /// LDPC: efficiency of the first attempt.
+    #[arg(long, default_value_t = DistillSettings::default().ldpc_efficiency)]
+    pub ldpc_efficiency: f64,
+    /// LDPC: blind retries.
+    #[arg(long, default_value_t = DistillSettings::default().ldpc_retries)]
+    pub ldpc_retries: u32,
     /// Secrecy parameter ε_sec.
     #[arg(long, default_value_t = 1e-10)]
     pub epsilon_sec: f64,
@@ -46,6 +55,9 @@ impl SettingsArgs {
         let s = DistillSettings {
             block_bits: self.block_bits,
             ec_frame_bits: self.ec_frame_bits,
+            ldpc_code_bits: self.ldpc_code_bits,
+            ldpc_efficiency: self.ldpc_efficiency,
+            ldpc_retries: self.ldpc_retries,
             reconciliation: ReconciliationMethod::parse(&self.reconciliation)?,
             epsilon_sec: self.epsilon_sec,
             epsilon_cor: self.epsilon_cor,

@@ -1,11 +1,14 @@
 //! Command-line interface (binary only; the library never sees clap).
 
 mod amplify;
+mod bench;
+mod codes;
 mod demo;
 mod distill;
 mod inspect;
 mod output;
 mod simulate;
+mod svg;
 
 use clap::{Parser, Subcommand};
 use qkd_distill::error::Result;
@@ -30,6 +33,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Toeplitz-hash a file (privacy amplification of an arbitrary bit string).
     Amplify(amplify::AmplifyArgs),
+    /// Benchmarks (error correction).
+    Bench(bench::BenchArgs),
+    /// The built-in LDPC codes: list, inspect, export/import alist, regenerate.
+    Codes(codes::CodesArgs),
 }
 
 /// Parse the command line and run; returns the exit code.
@@ -41,5 +48,7 @@ pub fn run() -> Result<u8> {
         Command::Distill(a) => distill::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Amplify(a) => amplify::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Codes(a) => codes::run(a),
     }
 }

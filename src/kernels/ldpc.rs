@@ -10,7 +10,8 @@
 //! (normalised and offset min-sum combined, as the high check degrees of rate-0.8+ codes need:
 //! plain min-sum does not decode them at 2 % QBER where BP does), and `APP_v ← q_v + R_jv`. Magnitudes are capped at 127, so −128 never
 //! enters a magnitude. Early termination: after every iteration the hard decisions
-//! (sign bits, one u64 per column block) are checked against the syndrome with 64-bit rotations.
+//! (sign bits, one u64 per column block) are checked against the syndrome with 64-bit rotations;
+//! a decoding whose unsatisfied-check count stops improving is abandoned ([`StallGuard`]).
 //!
 //! [`nms_decode`] is the portable oracle; the AVX-512 (BW + VBMI) version in `x86_64.rs`
 //! performs the same integer operations and is tested for bit-identical results.
@@ -151,13 +152,8 @@ pub struct NmsOutcome {
     pub converged: bool,
 }
 
-/// Recompute the hard decisions from the APP and check them against the syndrome.
-pub fn syndrome_satisfied(
-    layout: &QcLayout,
-    syndrome: &[u64],
-    app: &[i8],
-    hard: &mut [u64],
-) -> bool {
+/// Recompute the hard decisions from the APP; returns the number of unsatisfied checks.
+pub fn hard_decisions(layout: &QcLayout, syndrome: &[u64], app: &[i8], hard: &mut [u64]) -> u32 {
     for (c, h) in hard.iter_mut().enumerate() {
         let mut w = 0u64;
         for (t, &a) in app[c * Z..(c + 1) * Z].iter().enumerate() {
@@ -165,23 +161,69 @@ pub fn syndrome_satisfied(
         }
         *h = w;
     }
-    parity_ok(layout, syndrome, hard)
+    unsatisfied_checks(layout, syndrome, hard)
 }
 
 /// True when every check row's parity of the hard decisions equals the syndrome.
 #[inline]
 pub fn parity_ok(layout: &QcLayout, syndrome: &[u64], hard: &[u64]) -> bool {
-    (0..layout.mb()).all(|r| {
-        let (a, b) = (layout.row_ptr[r] as usize, layout.row_ptr[r + 1] as usize);
-        let mut p = syndrome[r];
-        for e in a..b {
-            p ^= hard[layout.cols[e] as usize].rotate_right(u32::from(layout.shifts[e]));
+    unsatisfied_checks(layout, syndrome, hard) == 0
+}
+
+/// Number of check rows whose parity of the hard decisions differs from the syndrome.
+#[inline]
+pub fn unsatisfied_checks(layout: &QcLayout, syndrome: &[u64], hard: &[u64]) -> u32 {
+    (0..layout.mb())
+        .map(|r| {
+            let (a, b) = (layout.row_ptr[r] as usize, layout.row_ptr[r + 1] as usize);
+            let mut p = syndrome[r];
+            for e in a..b {
+                p ^= hard[layout.cols[e] as usize].rotate_right(u32::from(layout.shifts[e]));
+            }
+            p.count_ones()
+        })
+        .sum()
+}
+
+/// Stop a decoding whose unsatisfied-check count has not improved for this many iterations: it
+/// will not converge, and blind retries need the time.
+pub const STALL_ITERATIONS: u32 = 10;
+
+/// Tracks the best unsatisfied-check count (the same rule in every implementation).
+#[derive(Debug, Clone, Copy)]
+pub struct StallGuard {
+    best: u32,
+    since: u32,
+}
+
+impl StallGuard {
+    /// A fresh guard.
+    pub fn new() -> Self {
+        StallGuard {
+            best: u32::MAX,
+            since: 0,
         }
-        p == 0
-    })
+    }
+    /// Record this iteration's count; true when decoding should stop.
+    pub fn stalled(&mut self, unsatisfied: u32) -> bool {
+        if unsatisfied < self.best {
+            self.best = unsatisfied;
+            self.since = 0;
+        } else {
+            self.since += 1;
+        }
+        self.since >= STALL_ITERATIONS
+    }
+}
+
+impl Default for StallGuard {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// One row of the portable φ-domain sum-product rule.
+#[allow(clippy::needless_range_loop)]
 fn spa_row(layout: &QcLayout, syndrome: u64, a: usize, b: usize, s: &mut NmsScratch) {
     let tables = spa_tables();
     let mut sign = syndrome;
@@ -215,6 +257,7 @@ fn spa_row(layout: &QcLayout, syndrome: u64, a: usize, b: usize, s: &mut NmsScra
 
 /// Portable layered NMS decoder. `syndrome[r]` bit t is the target parity of check r·64 + t.
 /// Call [`NmsScratch::reset`] first; the result is in `scratch.hard` / `scratch.app`.
+#[allow(clippy::needless_range_loop)]
 pub fn nms_decode(
     layout: &QcLayout,
     syndrome: &[u64],
@@ -222,12 +265,13 @@ pub fn nms_decode(
     s: &mut NmsScratch,
 ) -> NmsOutcome {
     let k = params.alpha_shift.min(8);
-    if syndrome_satisfied(layout, syndrome, &s.app, &mut s.hard) {
+    if hard_decisions(layout, syndrome, &s.app, &mut s.hard) == 0 {
         return NmsOutcome {
             iterations: 0,
             converged: true,
         };
     }
+    let mut guard = StallGuard::new();
     for it in 1..=params.max_iterations {
         for r in 0..layout.mb() {
             let (a, b) = (layout.row_ptr[r] as usize, layout.row_ptr[r + 1] as usize);
@@ -278,10 +322,17 @@ pub fn nms_decode(
                 }
             }
         }
-        if syndrome_satisfied(layout, syndrome, &s.app, &mut s.hard) {
+        let unsatisfied = hard_decisions(layout, syndrome, &s.app, &mut s.hard);
+        if unsatisfied == 0 {
             return NmsOutcome {
                 iterations: it,
                 converged: true,
+            };
+        }
+        if guard.stalled(unsatisfied) {
+            return NmsOutcome {
+                iterations: it,
+                converged: false,
             };
         }
     }

@@ -72,6 +72,9 @@ impl fmt::Display for Isa {
 /// starting at bit `dst_pos`; returns the new bit position. `dst` must be zero from `dst_pos` on
 /// and long enough for `dst_pos + popcount(mask)` bits plus one spare word.
 pub type CompactFn = fn(src: &[u64], mask: &[u64], dst: &mut [u64], dst_pos: usize) -> usize;
+/// Deposit kernel (inverse of compaction, see [`portable::expand`]). `src` must hold at least
+/// popcount(mask) bits.
+pub type ExpandFn = fn(src: &[u64], mask: &[u64], dst: &mut [u64]);
 /// Popcount of a word slice.
 pub type PopcountFn = fn(&[u64]) -> u64;
 /// Popcount of the XOR (or AND) of two equally long slices.
@@ -95,6 +98,7 @@ pub type NmsDecodeFn =
 pub struct Kernels {
     isa: Isa,
     compact: CompactFn,
+    expand: ExpandFn,
     popcount: PopcountFn,
     xor_popcount: BinaryPopcountFn,
     and_popcount: BinaryPopcountFn,
@@ -118,6 +122,7 @@ impl Kernels {
         Kernels {
             isa: Isa::Portable,
             compact: portable::compact,
+            expand: portable::expand,
             popcount: portable::popcount,
             xor_popcount: portable::xor_popcount,
             and_popcount: portable::and_popcount,
@@ -171,6 +176,13 @@ impl Kernels {
     pub fn compact(&self, src: &[u64], mask: &[u64], dst: &mut [u64], dst_pos: usize) -> usize {
         debug_assert_eq!(src.len(), mask.len());
         (self.compact)(src, mask, dst, dst_pos)
+    }
+
+    /// Deposit the bits of `src` at the positions set in `mask` (see [`ExpandFn`]).
+    #[inline]
+    pub fn expand(&self, src: &[u64], mask: &[u64], dst: &mut [u64]) {
+        debug_assert_eq!(mask.len(), dst.len());
+        (self.expand)(src, mask, dst)
     }
 
     /// Number of set bits.

@@ -16,6 +16,23 @@ pub fn compact(src: &[u64], mask: &[u64], dst: &mut [u64], mut pos: usize) -> us
     pos
 }
 
+/// Deposit consecutive bits of `src` (from bit 0) into the positions where `mask` is set
+/// (software `pdep`, the inverse of [`compact`]); `dst` is overwritten word by word.
+pub fn expand(src: &[u64], mask: &[u64], dst: &mut [u64]) {
+    let mut pos = 0usize;
+    for (d, &m) in dst.iter_mut().zip(mask) {
+        let mut out = 0u64;
+        let mut mm = m;
+        while mm != 0 {
+            let t = mm.trailing_zeros();
+            out |= ((src[pos / 64] >> (pos % 64)) & 1) << t;
+            pos += 1;
+            mm &= mm - 1;
+        }
+        *d = out;
+    }
+}
+
 /// Number of set bits.
 pub fn popcount(words: &[u64]) -> u64 {
     words.iter().map(|w| u64::from(w.count_ones())).sum()

@@ -104,6 +104,24 @@ proptest! {
     }
 
     #[test]
+    fn expand_inverts_compact_on_every_isa((src, mask) in pair()) {
+        let n = mask.iter().map(|m| m.count_ones() as usize).sum::<usize>();
+        for k in Kernels::available() {
+            let mut dst = vec![0u64; mask.len()];
+            k.expand(&src, &mask, &mut dst);
+            // Only masked positions are set, and compacting them gives back src's first n bits.
+            for (d, m) in dst.iter().zip(&mask) {
+                prop_assert_eq!(d & !m, 0);
+            }
+            let mut back = vec![0u64; n / 64 + 2];
+            prop_assert_eq!(k.compact(&dst, &mask, &mut back, 0), n);
+            for i in 0..n {
+                prop_assert_eq!((back[i / 64] >> (i % 64)) & 1, (src[i / 64] >> (i % 64)) & 1, "isa {} bit {}", k.isa(), i);
+            }
+        }
+    }
+
+    #[test]
     fn popcounts_match_portable((a, b) in pair()) {
         let p = Kernels::portable();
         for k in Kernels::available() {

@@ -28,9 +28,15 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
     } else {
         portable::compact
     };
+    let expand: super::ExpandFn = if pext_is_fast() {
+        expand_bmi2
+    } else {
+        portable::expand
+    };
     let mut k = Kernels {
         isa: Isa::X86V2,
         compact: portable::compact,
+        expand: portable::expand,
         popcount: popcount_popcnt,
         xor_popcount: xor_popcount_popcnt,
         and_popcount: and_popcount_popcnt,
@@ -47,6 +53,7 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         Isa::X86V3 if v3 => {
             k.isa = Isa::X86V3;
             k.compact = compact;
+            k.expand = expand;
             k.ntt_forward = ntt_forward_avx2;
             k.ntt_inverse = ntt_inverse_avx2;
             k.ntt_pointwise = ntt_pointwise_avx2;
@@ -55,6 +62,7 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         Isa::X86Avx512 if avx512 => {
             k.isa = Isa::X86Avx512;
             k.compact = compact;
+            k.expand = expand;
             k.ntt_forward = ntt_forward_avx512;
             k.ntt_inverse = ntt_inverse_avx512;
             k.ntt_pointwise = ntt_pointwise_avx512;
@@ -147,6 +155,27 @@ fn compact_bmi2_impl(src: &[u64], mask: &[u64], dst: &mut [u64], pos: usize) -> 
         dst[word] = acc;
     }
     word * 64 + fill as usize
+}
+
+fn expand_bmi2(src: &[u64], mask: &[u64], dst: &mut [u64]) {
+    // SAFETY: only stored in a table after `bmi2` and `popcnt` were detected.
+    unsafe { expand_bmi2_impl(src, mask, dst) }
+}
+
+#[target_feature(enable = "bmi2,popcnt")]
+fn expand_bmi2_impl(src: &[u64], mask: &[u64], dst: &mut [u64]) {
+    let mut pos = 0usize;
+    for (d, &m) in dst.iter_mut().zip(mask) {
+        let c = m.count_ones() as usize;
+        // The next c bits of src, starting at bit `pos`.
+        let (w, o) = (pos / 64, pos % 64);
+        let mut bits = if c == 0 { 0 } else { src[w] >> o };
+        if o != 0 && o + c > 64 {
+            bits |= src[w + 1] << (64 - o);
+        }
+        *d = _pdep_u64(bits, m);
+        pos += c;
+    }
 }
 
 fn popcount_avx512(words: &[u64]) -> u64 {
@@ -330,13 +359,14 @@ pub(super) fn nms_decode_avx512(
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[allow(clippy::needless_range_loop)]
 fn nms_decode_avx512_impl(
     layout: &super::ldpc::QcLayout,
     syndrome: &[u64],
     params: super::ldpc::NmsParams,
     s: &mut super::ldpc::NmsScratch,
 ) -> super::ldpc::NmsOutcome {
-    use super::ldpc::{NmsOutcome, Z, parity_ok};
+    use super::ldpc::{NmsOutcome, StallGuard, Z, unsatisfied_checks};
     // Rotation indices: fwd[sh][t] = (t + sh) mod 64, inv[sh][t] = (t − sh) mod 64.
     let mut fwd = [[0u8; Z]; Z];
     let mut inv = [[0u8; Z]; Z];
@@ -355,12 +385,13 @@ fn nms_decode_avx512_impl(
         }
     };
     hard_from_app(&s.app, &mut s.hard);
-    if parity_ok(layout, syndrome, &s.hard) {
+    if unsatisfied_checks(layout, syndrome, &s.hard) == 0 {
         return NmsOutcome {
             iterations: 0,
             converged: true,
         };
     }
+    let mut guard = StallGuard::new();
     let k = params.alpha_shift.min(8);
     let c127 = _mm512_set1_epi8(127);
     let offset = _mm512_set1_epi8(params.offset as i8);
@@ -429,10 +460,17 @@ fn nms_decode_avx512_impl(
             }
         }
         hard_from_app(&s.app, &mut s.hard);
-        if parity_ok(layout, syndrome, &s.hard) {
+        let unsatisfied = unsatisfied_checks(layout, syndrome, &s.hard);
+        if unsatisfied == 0 {
             return NmsOutcome {
                 iterations: it,
                 converged: true,
+            };
+        }
+        if guard.stalled(unsatisfied) {
+            return NmsOutcome {
+                iterations: it,
+                converged: false,
             };
         }
     }

@@ -12,6 +12,7 @@ use crate::bits::BitVec;
 /// Exact sum-product (belief propagation) with the tanh rule, flooding schedule
 /// (Gallager 1963; Kschischang, Frey, Loeliger, IEEE TIT 47 (2001)). Returns the hard decisions,
 /// the iterations run, and whether they satisfy the syndrome.
+#[allow(clippy::needless_range_loop)]
 pub fn sum_product(
     h: &ParityCheckMatrix,
     llr: &[f64],

@@ -104,59 +104,79 @@ pub fn syndrome_words(layout: &QcLayout, x: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// Assemble a codeword: key bits at the key positions, shortened and punctured values.
+/// Assemble a codeword: key bits at the key positions, shortened and punctured values at theirs
+/// (each list deposited in increasing position order with the `pdep` kernel).
 pub fn assemble(
-    n: usize,
+    k: &Kernels,
     layout: &FrameLayout,
     key: &BitVec,
     shortened: &BitVec,
     punctured: &BitVec,
 ) -> Vec<u64> {
     assert_eq!(key.len(), layout.key.len());
-    let mut x = BitVec::zeros(n);
-    for (i, &pos) in layout.key.iter().enumerate() {
-        x.set(pos as usize, key.get(i));
+    assert_eq!(shortened.len(), layout.shortened.len());
+    assert_eq!(punctured.len(), layout.punctured.len());
+    let words = layout.key_mask.len();
+    let mut x = vec![0u64; words];
+    let mut part = vec![0u64; words];
+    for (bits, mask) in [
+        (key, &layout.key_mask),
+        (shortened, &layout.short_mask),
+        (punctured, &layout.punct_mask),
+    ] {
+        if bits.is_empty() {
+            continue;
+        }
+        k.expand(bits.words(), mask, &mut part);
+        for (a, b) in x.iter_mut().zip(&part) {
+            *a |= b;
+        }
     }
-    for (i, &pos) in layout.shortened.iter().enumerate() {
-        x.set(pos as usize, shortened.get(i));
-    }
-    for (i, &pos) in layout.punctured.iter().enumerate() {
-        x.set(pos as usize, punctured.get(i));
-    }
-    let mut w = x.words().to_vec();
-    w.resize(n / Z, 0);
-    w
+    x
 }
 
 /// Bob's 8-bit LLRs: ±`llr` from his key bits, exact for shortened bits, 0 for punctured.
 pub fn bob_llrs(
-    n: usize,
+    k: &Kernels,
     layout: &FrameLayout,
     key: &BitVec,
     shortened: &BitVec,
     llr: i8,
 ) -> Vec<i8> {
-    let mut out = vec![0i8; n];
-    for (i, &pos) in layout.key.iter().enumerate() {
-        out[pos as usize] = if key.get(i) { -llr } else { llr };
+    let words = layout.key_mask.len();
+    let (mut y, mut sv) = (vec![0u64; words], vec![0u64; words]);
+    k.expand(key.words(), &layout.key_mask, &mut y);
+    if !shortened.is_empty() {
+        k.expand(shortened.words(), &layout.short_mask, &mut sv);
     }
-    for (i, &pos) in layout.shortened.iter().enumerate() {
-        out[pos as usize] = if shortened.get(i) {
-            -decoder::KNOWN_LLR
-        } else {
-            decoder::KNOWN_LLR
-        };
+    let mut out = vec![0i8; words * Z];
+    for w in 0..words {
+        let (km, sm, yw, sw) = (layout.key_mask[w], layout.short_mask[w], y[w], sv[w]);
+        for (t, o) in out[w * Z..(w + 1) * Z].iter_mut().enumerate() {
+            let (is_key, is_short) = ((km >> t) & 1 == 1, (sm >> t) & 1 == 1);
+            let neg = if is_key {
+                (yw >> t) & 1 == 1
+            } else {
+                (sw >> t) & 1 == 1
+            };
+            let mag = if is_key {
+                llr
+            } else if is_short {
+                decoder::KNOWN_LLR
+            } else {
+                0
+            };
+            *o = if neg { -mag } else { mag };
+        }
     }
     out
 }
 
-/// Read the key bits out of decoded column words.
-pub fn extract_key(layout: &FrameLayout, words: &[u64]) -> BitVec {
-    let mut k = BitVec::zeros(layout.key.len());
-    for (i, &pos) in layout.key.iter().enumerate() {
-        k.set(i, (words[pos as usize / Z] >> (pos as usize % Z)) & 1 == 1);
-    }
-    k
+/// Read the key bits out of decoded column words (`pext` with the key mask).
+pub fn extract_key(k: &Kernels, layout: &FrameLayout, words: &[u64]) -> BitVec {
+    let mut out = BitVec::with_capacity(layout.key.len());
+    out.extend_compacted(k, words, &layout.key_mask);
+    out
 }
 
 /// Decode one frame with the fast kernel; returns the outcome (decisions in `scratch.hard`).

@@ -29,6 +29,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Settings of the LDPC reconciler.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,23 +170,43 @@ fn shortened_values(seed: &[u8; 32], f: usize, count: usize) -> BitVec {
     )
 }
 
-/// The order in which positions of a frame are revealed by blind retries: punctured positions
-/// from the end, then key positions in a seeded order.
-fn reveal_order(layout: &FrameLayout, seed: &[u8; 32], f: usize) -> Vec<u32> {
-    let mut order: Vec<u32> = layout.punctured.iter().rev().copied().collect();
-    let mut keys = layout.key.clone();
-    let mut rng = ChaCha8Rng::from_seed(*seed);
-    rng.set_stream((1 << 40) | f as u64);
-    keys.shuffle(&mut rng);
-    order.extend(keys);
+/// The positions revealed by the first `count` blind-retry bits of a frame: punctured positions
+/// in reverse puncturing order, then (only if those run out) key positions in a seeded order.
+fn reveal_positions(layout: &FrameLayout, seed: &[u8; 32], f: usize, count: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = layout.punctured.iter().rev().take(count).copied().collect();
+    if order.len() < count {
+        let mut keys = layout.key.clone();
+        let mut rng = ChaCha8Rng::from_seed(*seed);
+        rng.set_stream((1 << 40) | f as u64);
+        let (chosen, _) = keys.partial_shuffle(&mut rng, count - order.len());
+        order.extend_from_slice(chosen);
+    }
     order
 }
 
+/// Frame layouts of a plan, one per distinct amount of shortening.
+struct Layouts {
+    by_short: std::collections::HashMap<usize, Arc<FrameLayout>>,
+}
+
+impl Layouts {
+    fn new() -> Self {
+        Layouts {
+            by_short: std::collections::HashMap::new(),
+        }
+    }
+    fn get(&mut self, code: &LdpcCode, p: usize, s: usize) -> Arc<FrameLayout> {
+        self.by_short
+            .entry(s)
+            .or_insert_with(|| Arc::new(code.pattern.layout(p, s)))
+            .clone()
+    }
+}
+
 struct FrameState {
-    layout: FrameLayout,
+    layout: Arc<FrameLayout>,
     llrs: Vec<i8>,
     syndrome: Vec<u64>,
-    order: Vec<u32>,
     revealed: usize,
     decoded: Option<BitVec>,
 }
@@ -208,7 +229,7 @@ fn decode_frames(
             let out = super::decode(k, code, &st.llrs, &st.syndrome, params, scratch);
             st.decoded = out
                 .converged
-                .then(|| extract_key(&st.layout, &scratch.hard));
+                .then(|| extract_key(k, &st.layout, &scratch.hard));
             u64::from(out.iterations)
         })
         .sum()
@@ -233,11 +254,13 @@ impl Reconciler for LdpcReconciler {
     ) -> Result<(Vec<bool>, EcStats)> {
         let plan = self.settings.plan(ctx.qber_estimate)?;
         let code = plan.code;
+        let k = ctx.kernels;
         let mut stats = EcStats::default();
         let mut seed = [0u8; 32];
         ctx.rng.fill_bytes(&mut seed);
-        let mut layouts = Vec::with_capacity(frames.len());
-        let mut punctured_values = Vec::with_capacity(frames.len());
+        let mut layouts = Layouts::new();
+        let mut frame_layouts = Vec::with_capacity(frames.len());
+        let mut codewords = Vec::with_capacity(frames.len());
         let mut syndromes = Vec::with_capacity(frames.len());
         let mut shortened = Vec::with_capacity(frames.len());
         for (f, key) in frames.iter().enumerate() {
@@ -250,7 +273,7 @@ impl Reconciler for LdpcReconciler {
                 .into());
             }
             let s = plan.shortened + plan.key_bits - key.len();
-            let layout = code.pattern.layout(plan.punctured, s);
+            let layout = layouts.get(code, plan.punctured, s);
             let sv = shortened_values(&seed, f, s);
             let pv = BitVec::from_words(
                 (0..plan.punctured.div_ceil(64))
@@ -258,12 +281,14 @@ impl Reconciler for LdpcReconciler {
                     .collect(),
                 plan.punctured,
             );
-            let x = assemble(code.code.n(), &layout, key, &sv, &pv);
-            let syn = syndrome_words(&code.layout, &x);
-            syndromes.push(BitVec::from_words(syn, code.code.m()));
+            let x = assemble(k, &layout, key, &sv, &pv);
+            syndromes.push(BitVec::from_words(
+                syndrome_words(&code.layout, &x),
+                code.code.m(),
+            ));
             shortened.push(s as u32);
-            layouts.push(layout);
-            punctured_values.push(pv);
+            frame_layouts.push(layout);
+            codewords.push(BitVec::from_words(x, code.code.n()));
         }
         let msg = Message::LdpcSyndromes {
             seed,
@@ -275,11 +300,6 @@ impl Reconciler for LdpcReconciler {
         ctx.channel.send(&msg, ctx.ledger)?;
         stats.messages += 1;
         let mut revealed = vec![0usize; frames.len()];
-        let orders: Vec<Vec<u32>> = layouts
-            .iter()
-            .enumerate()
-            .map(|(f, l)| reveal_order(l, &seed, f))
-            .collect();
         let mut retries = 0;
         loop {
             let failed = match ctx.channel.recv(ctx.ledger)? {
@@ -302,12 +322,12 @@ impl Reconciler for LdpcReconciler {
             retries += 1;
             let mut values = BitVec::new();
             for &f in &failed_frames {
-                let layout = &layouts[f];
-                let end = (revealed[f] + plan.reveal_step).min(orders[f].len());
-                for &pos in &orders[f][revealed[f]..end] {
-                    values.push(bit_at(layout, &frames[f], &punctured_values[f], pos));
+                let upto = (revealed[f] + plan.reveal_step).min(code.code.n());
+                let positions = reveal_positions(&frame_layouts[f], &seed, f, upto);
+                for &pos in &positions[revealed[f]..] {
+                    values.push(codewords[f].get(pos as usize));
                 }
-                revealed[f] = end;
+                revealed[f] = positions.len();
             }
             stats.revealed_bits += values.len() as u64;
             ctx.channel
@@ -324,6 +344,7 @@ impl Reconciler for LdpcReconciler {
     ) -> Result<(Vec<FrameOutcome>, EcStats)> {
         let plan = self.settings.plan(ctx.qber_estimate)?;
         let code = plan.code;
+        let k = ctx.kernels;
         let mut stats = EcStats::default();
         let (seed, name, punctured, shortened, syndromes) = match ctx.channel.recv(ctx.ledger)? {
             Message::LdpcSyndromes {
@@ -354,6 +375,7 @@ impl Reconciler for LdpcReconciler {
             .into());
         }
         let llr = quantized_llr(ctx.qber_estimate.max(MIN_PLAN_QBER));
+        let mut layouts = Layouts::new();
         let mut states = Vec::with_capacity(frames.len());
         for (f, key) in frames.iter().enumerate() {
             let s = shortened[f] as usize;
@@ -366,22 +388,20 @@ impl Reconciler for LdpcReconciler {
                 }
                 .into());
             }
-            let layout = code.pattern.layout(plan.punctured, s);
+            let layout = layouts.get(code, plan.punctured, s);
             let sv = shortened_values(&seed, f, s);
-            let llrs = bob_llrs(code.code.n(), &layout, key, &sv, llr);
-            let order = reveal_order(&layout, &seed, f);
+            let llrs = bob_llrs(k, &layout, key, &sv, llr);
             states.push(FrameState {
                 layout,
                 llrs,
                 syndrome: syndromes[f].words().to_vec(),
-                order,
                 revealed: 0,
                 decoded: None,
             });
         }
         let params = self.settings.decoder;
         let all: Vec<usize> = (0..frames.len()).collect();
-        stats.decoder_iterations += decode_frames(ctx.kernels, code, params, &mut states, &all);
+        stats.decoder_iterations += decode_frames(k, code, params, &mut states, &all);
         let mut retries = 0;
         loop {
             let failed = BitVec::from_bools(
@@ -412,33 +432,32 @@ impl Reconciler for LdpcReconciler {
             let mut at = 0;
             for &f in &todo {
                 let st = &mut states[f];
-                let end = (st.revealed + plan.reveal_step).min(st.order.len());
-                for i in st.revealed..end {
+                let upto = (st.revealed + plan.reveal_step).min(code.code.n());
+                let positions = reveal_positions(&st.layout, &seed, f, upto);
+                for &pos in &positions[st.revealed..] {
                     if at >= values.len() {
                         return Err(ProtocolError::Malformed("LdpcReveal too short".into()).into());
                     }
-                    let pos = st.order[i] as usize;
-                    st.llrs[pos] = if values.get(at) {
+                    st.llrs[pos as usize] = if values.get(at) {
                         -KNOWN_LLR
                     } else {
                         KNOWN_LLR
                     };
                     at += 1;
                 }
-                st.revealed = end;
+                st.revealed = positions.len();
             }
             if at != values.len() {
                 return Err(ProtocolError::Malformed("LdpcReveal too long".into()).into());
             }
-            stats.decoder_iterations +=
-                decode_frames(ctx.kernels, code, params, &mut states, &todo);
+            stats.decoder_iterations += decode_frames(k, code, params, &mut states, &todo);
         }
         let mut outcomes = Vec::with_capacity(frames.len());
         for (frame, st) in frames.iter_mut().zip(&states) {
             match &st.decoded {
-                Some(k) => {
-                    let flipped = frame.hamming_distance(ctx.kernels, k);
-                    *frame = k.clone();
+                Some(d) => {
+                    let flipped = frame.hamming_distance(k, d);
+                    *frame = d.clone();
                     outcomes.push(FrameOutcome::Corrected { flipped });
                 }
                 None => outcomes.push(FrameOutcome::Failed),
@@ -446,16 +465,4 @@ impl Reconciler for LdpcReconciler {
         }
         Ok((outcomes, stats))
     }
-}
-
-/// Alice's value at codeword position `pos` of a frame.
-fn bit_at(layout: &FrameLayout, key: &BitVec, punctured: &BitVec, pos: u32) -> bool {
-    if let Some(i) = layout.punctured.iter().position(|&p| p == pos) {
-        return punctured.get(i);
-    }
-    let i = layout
-        .key
-        .binary_search(&pos)
-        .expect("revealed positions are punctured or key positions");
-    key.get(i)
 }

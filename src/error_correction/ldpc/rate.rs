@@ -87,7 +87,17 @@ impl AdaptationPattern {
         let key: Vec<u32> = (0..self.n as u32)
             .filter(|&i| !is_adapt[i as usize])
             .collect();
+        let mask = |positions: &[u32]| {
+            let mut m = vec![0u64; self.n.div_ceil(64)];
+            for &i in positions {
+                m[i as usize / 64] |= 1 << (i % 64);
+            }
+            m
+        };
         FrameLayout {
+            key_mask: mask(&key),
+            short_mask: mask(&shortened),
+            punct_mask: mask(&punctured),
             punctured,
             shortened,
             key,
@@ -102,8 +112,14 @@ pub struct FrameLayout {
     pub punctured: Vec<u32>,
     /// Shortened positions (public pseudo-random values).
     pub shortened: Vec<u32>,
-    /// Key positions, in key-bit order.
+    /// Key positions, in key-bit order (increasing).
     pub key: Vec<u32>,
+    /// Key positions as a bit mask over the codeword (key bit i sits at the i-th set bit).
+    pub key_mask: Vec<u64>,
+    /// Shortened positions as a mask (shortened value j sits at the j-th set bit).
+    pub short_mask: Vec<u64>,
+    /// Punctured positions as a mask (punctured value j sits at the j-th set bit).
+    pub punct_mask: Vec<u64>,
 }
 
 #[cfg(test)]

@@ -45,9 +45,9 @@ fn simd_decoder_equals_portable_decoder_bit_for_bit() {
             let (a, b, _) = bsc_frames(&[layout.key.len()], q, seed);
             let sv = BitVec::from_words(vec![0x5555_aaaa_1234_5678; 16], 1000);
             let pv = BitVec::from_words(vec![0x0f0f_0f0f_f0f0_f0f0; 5], 300);
-            let x = assemble(code.code.n(), &layout, &a[0], &sv, &pv);
+            let x = assemble(&Kernels::portable(), &layout, &a[0], &sv, &pv);
             let syn = syndrome_words(&code.layout, &x);
-            let llrs = bob_llrs(code.code.n(), &layout, &b[0], &sv, 12);
+            let llrs = bob_llrs(&Kernels::detect(), &layout, &b[0], &sv, 12);
             let params = NmsParams {
                 rule,
                 max_iterations: 25,
@@ -81,9 +81,9 @@ fn fixed_point_spa_agrees_with_the_float_reference_on_easy_frames() {
     let h = code.code.expand();
     let (a, b, _) = bsc_frames(&[layout.key.len()], 0.01, 9);
     let sv = BitVec::zeros(2000);
-    let x = assemble(code.code.n(), &layout, &a[0], &sv, &BitVec::new());
+    let x = assemble(&Kernels::detect(), &layout, &a[0], &sv, &BitVec::new());
     let syn = syndrome_words(&code.layout, &x);
-    let llrs = bob_llrs(code.code.n(), &layout, &b[0], &sv, 12);
+    let llrs = bob_llrs(&Kernels::detect(), &layout, &b[0], &sv, 12);
     let mut s = NmsScratch::default();
     let out = decode(
         &Kernels::detect(),
@@ -94,7 +94,7 @@ fn fixed_point_spa_agrees_with_the_float_reference_on_easy_frames() {
         &mut s,
     );
     assert!(out.converged);
-    assert_eq!(extract_key(&layout, &s.hard), a[0]);
+    assert_eq!(extract_key(&Kernels::portable(), &layout, &s.hard), a[0]);
     let fl: Vec<f64> = llrs.iter().map(|&l| f64::from(l) / 3.0).collect();
     let (xf, _, ok) = decoder::sum_product(&h, &fl, &BitVec::from_words(syn, h.m()), 50);
     assert!(ok);
@@ -184,7 +184,7 @@ fn blind_retries_rescue_frames_and_are_counted() {
         ..LdpcSettings::default()
     };
     let plan = settings.plan(q).unwrap();
-    let (a, mut b, _) = bsc_frames(&vec![plan.key_bits; 4], q, 5);
+    let (a, mut b, _) = bsc_frames(&[plan.key_bits; 4], q, 5);
     let mk = || -> Box<dyn Reconciler> { Box::new(LdpcReconciler { settings }) };
     let run = run_pair(mk(), mk(), &a, &mut b, q, Kernels::detect()).unwrap();
     assert!(

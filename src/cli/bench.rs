@@ -1,0 +1,370 @@
+//! `qkd bench ec`: reconciliation over simulated BSC noise, one row per method and QBER.
+
+use super::output::{TermProgress, rate, write_json};
+use super::svg;
+use clap::{Args, Subcommand};
+use qkd_distill::error::{ConfigError, Error, Result};
+use qkd_distill::error_correction::cascade::Cascade;
+use qkd_distill::error_correction::ldpc::{LdpcReconciler, LdpcSettings, catalog};
+use qkd_distill::error_correction::simulation::{bsc_frames, run_pair};
+use qkd_distill::error_correction::{Reconciler, efficiency};
+use qkd_distill::kernels::Kernels;
+use qkd_distill::parameter_estimation::finite_key::binary_entropy;
+use qkd_distill::progress::Progress;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Error correction: efficiency, frame error rate and throughput per QBER.
+    Ec(EcArgs),
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Args)]
+pub struct EcArgs {
+    /// cascade, ldpc or all.
+    #[arg(long, default_value = "ldpc")]
+    pub method: String,
+    /// Error rates to simulate.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.02, 0.03, 0.05, 0.08])]
+    pub qber: Vec<f64>,
+    /// Frame length: the LDPC code length (16384, 65536 or 102400) or the Cascade frame.
+    #[arg(long, default_value_t = 102_400)]
+    pub block_bits: usize,
+    /// Frames per QBER.
+    #[arg(long, default_value_t = 100)]
+    pub frames: usize,
+    /// Decoder threads (LDPC).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// LDPC: efficiency of the first attempt.
+    #[arg(long, default_value_t = LdpcSettings::default().efficiency)]
+    pub ldpc_efficiency: f64,
+    /// LDPC: blind retries.
+    #[arg(long, default_value_t = LdpcSettings::default().max_retries)]
+    pub ldpc_retries: u32,
+    /// Noise seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the rows as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Plot efficiency and FER against QBER (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Serialize, Clone)]
+struct Row {
+    method: String,
+    variant: String,
+    qber: f64,
+    qber_actual: f64,
+    block_bits: usize,
+    frames: usize,
+    /// Leaked bits over all frames, failed frames counted as fully disclosed, over n·h(QBER).
+    efficiency: f64,
+    /// Leaked bits over the successful frames only, over their n·h(QBER).
+    efficiency_successful: Option<f64>,
+    fer: f64,
+    undetected_errors: usize,
+    throughput_bps: f64,
+    threads: usize,
+    iterations_mean: f64,
+    round_trips_mean: f64,
+    messages_mean: f64,
+    revealed_bits_mean: f64,
+    isa: String,
+}
+
+fn methods(m: &str) -> Result<Vec<&'static str>> {
+    match m {
+        "ldpc" => Ok(vec!["ldpc"]),
+        "ldpc-reference" => Ok(vec!["ldpc-reference"]),
+        "cascade" => Ok(vec!["cascade"]),
+        "all" => Ok(vec!["cascade", "ldpc", "ldpc-reference"]),
+        other => Err(ConfigError::invalid(
+            "method",
+            format!("`{other}` (cascade, ldpc, ldpc-reference, all)"),
+        )
+        .into()),
+    }
+}
+
+/// The floating-point baseline: one attempt per frame of the exact sum-product decoder
+/// (flooding, f64) on the expanded matrix, with the plan of the LDPC protocol at this QBER.
+/// Single-threaded; throughput counts decoding only.
+fn reference_row(a: &EcArgs, ldpc: &LdpcSettings, q: f64, kernels: Kernels) -> Result<Row> {
+    use qkd_distill::bits::BitVec;
+    use qkd_distill::error_correction::ldpc::decoder::{channel_llr, sum_product};
+    use qkd_distill::error_correction::ldpc::{assemble, syndrome_words};
+    let plan = ldpc.plan(q)?;
+    let code = plan.code;
+    let h = code.code.expand();
+    let layout = code.pattern.layout(plan.punctured, plan.shortened);
+    let (alice, bob, errors) = bsc_frames(&vec![plan.key_bits; a.frames], q, a.seed ^ q.to_bits());
+    let (mut failed, mut undetected, mut iterations, mut time) = (0usize, 0usize, 0u64, 0f64);
+    let l = channel_llr(q);
+    for (x_key, y_key) in alice.iter().zip(&bob) {
+        let sv = BitVec::zeros(plan.shortened);
+        let pv = BitVec::zeros(plan.punctured);
+        let x = assemble(&kernels, &layout, x_key, &sv, &pv);
+        let syn = BitVec::from_words(syndrome_words(&code.layout, &x), code.code.m());
+        let mut llr = vec![0f64; code.code.n()];
+        for (i, &pos) in layout.key.iter().enumerate() {
+            llr[pos as usize] = if y_key.get(i) { -l } else { l };
+        }
+        for &pos in &layout.shortened {
+            llr[pos as usize] = 50.0; // known zero
+        }
+        let t = std::time::Instant::now();
+        let (xh, it, ok) = sum_product(&h, &llr, &syn, ldpc.decoder.max_iterations);
+        time += t.elapsed().as_secs_f64();
+        iterations += u64::from(it);
+        if !ok {
+            failed += 1;
+        } else if xh.words() != &x[..] {
+            undetected += 1;
+        }
+    }
+    let total = plan.key_bits * a.frames;
+    let q_actual = errors as f64 / total as f64;
+    let leak = (code.code.m() - plan.punctured) as f64 * a.frames as f64;
+    let hq = binary_entropy(q_actual);
+    Ok(Row {
+        method: "ldpc-reference".into(),
+        variant: "float sum-product, flooding, one attempt".into(),
+        qber: q,
+        qber_actual: q_actual,
+        block_bits: a.block_bits,
+        frames: a.frames,
+        efficiency: (leak + (failed * plan.key_bits) as f64) / (total as f64 * hq),
+        efficiency_successful: Some(leak / (total as f64 * hq)),
+        fer: failed as f64 / a.frames as f64,
+        undetected_errors: undetected,
+        throughput_bps: total as f64 / time,
+        threads: 1,
+        iterations_mean: iterations as f64 / a.frames as f64,
+        round_trips_mean: 0.0,
+        messages_mean: 1.0,
+        revealed_bits_mean: 0.0,
+        isa: "scalar f64".into(),
+    })
+}
+
+pub fn run(a: BenchArgs) -> Result<u8> {
+    match a.command {
+        BenchCommand::Ec(e) => ec(e),
+    }
+}
+
+fn ec(a: EcArgs) -> Result<u8> {
+    let ms = methods(&a.method)?;
+    if ms.iter().any(|m| m.starts_with("ldpc")) && !catalog::lengths().contains(&a.block_bits) {
+        return Err(ConfigError::invalid(
+            "block-bits",
+            format!("LDPC code lengths are {:?}", catalog::lengths()),
+        )
+        .into());
+    }
+    if a.qber.iter().any(|q| !(*q > 0.0 && *q < 0.5)) || a.frames == 0 {
+        return Err(ConfigError::invalid(
+            "qber/frames",
+            "QBERs must be in (0, 0.5) and frames ≥ 1",
+        )
+        .into());
+    }
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ConfigError::invalid("threads", e.to_string()))?;
+    let kernels = Kernels::detect();
+    let bar = TermProgress::new(false);
+    bar.start("bench ec", (ms.len() * a.qber.len()) as u64);
+    let mut rows = Vec::new();
+    for &method in &ms {
+        for &q in &a.qber {
+            let ldpc = LdpcSettings {
+                code_bits: a.block_bits,
+                efficiency: a.ldpc_efficiency,
+                max_retries: a.ldpc_retries,
+                ..LdpcSettings::default()
+            };
+            if method == "ldpc-reference" {
+                rows.push(reference_row(&a, &ldpc, q, kernels)?);
+                bar.inc(1);
+                continue;
+            }
+            let make = || -> Box<dyn Reconciler> {
+                match method {
+                    "ldpc" => Box::new(LdpcReconciler { settings: ldpc }),
+                    _ => Box::new(Cascade {
+                        frame_bits: a.block_bits,
+                        ..Cascade::default()
+                    }),
+                }
+            };
+            let lengths: Vec<usize> = match method {
+                "ldpc" => vec![ldpc.plan(q)?.key_bits; a.frames],
+                _ => vec![a.block_bits; a.frames],
+            };
+            let (alice, mut bob, errors) = bsc_frames(&lengths, q, a.seed ^ (q.to_bits()));
+            let run = pool.install(|| run_pair(make(), make(), &alice, &mut bob, q, kernels))?;
+            let total: usize = lengths.iter().sum();
+            let q_actual = errors as f64 / total as f64;
+            let leaked = run.alice_ledger.error_correction_bits;
+            let failed: Vec<usize> = run
+                .failed
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f)
+                .map(|(i, _)| i)
+                .collect();
+            let failed_bits: usize = failed.iter().map(|&i| lengths[i]).sum();
+            let h = binary_entropy(q_actual);
+            let eff = (leaked as f64 + failed_bits as f64) / (total as f64 * h);
+            let ok_bits = total - failed_bits;
+            // Leak attributable to the successful frames: their share of the disclosure.
+            let eff_ok = if failed.is_empty() {
+                efficiency(leaked, total as u64, q_actual)
+            } else {
+                (ok_bits > 0)
+                    .then(|| leaked as f64 * ok_bits as f64 / total as f64 / (ok_bits as f64 * h))
+            };
+            rows.push(Row {
+                method: method.into(),
+                variant: match method {
+                    "ldpc" => format!("blind f0={} retries={}", a.ldpc_efficiency, a.ldpc_retries),
+                    _ => "original".into(),
+                },
+                qber: q,
+                qber_actual: q_actual,
+                block_bits: a.block_bits,
+                frames: a.frames,
+                efficiency: eff,
+                efficiency_successful: eff_ok,
+                fer: failed.len() as f64 / a.frames as f64,
+                undetected_errors: run.undetected,
+                throughput_bps: total as f64 / run.elapsed_s,
+                threads,
+                iterations_mean: run.stats.decoder_iterations as f64 / a.frames as f64,
+                round_trips_mean: run.stats.round_trips as f64 / a.frames as f64,
+                messages_mean: run.stats.messages as f64 / a.frames as f64,
+                revealed_bits_mean: run.stats.revealed_bits as f64 / a.frames as f64,
+                isa: kernels.isa().to_string(),
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish();
+    if let Some(p) = &a.json {
+        write_json(p, &rows)?;
+    }
+    if let Some(p) = &a.csv {
+        let mut t = String::from(
+            "method,variant,qber,qber_actual,block_bits,frames,efficiency,efficiency_successful,fer,undetected_errors,throughput_bps,threads,iterations_mean,round_trips_mean,messages_mean,revealed_bits_mean,isa\n",
+        );
+        for r in &rows {
+            t += &format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                r.method,
+                r.variant,
+                r.qber,
+                r.qber_actual,
+                r.block_bits,
+                r.frames,
+                r.efficiency,
+                r.efficiency_successful
+                    .map_or(String::new(), |x| x.to_string()),
+                r.fer,
+                r.undetected_errors,
+                r.throughput_bps,
+                r.threads,
+                r.iterations_mean,
+                r.round_trips_mean,
+                r.messages_mean,
+                r.revealed_bits_mean,
+                r.isa
+            );
+        }
+        std::fs::write(p, t).map_err(|e| Error::io(p, e))?;
+    }
+    if let Some(p) = &a.plot {
+        let labels: Vec<String> = {
+            let mut v: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{} ({})", r.method, r.variant))
+                .collect();
+            v.dedup();
+            v
+        };
+        let series = |f: &dyn Fn(&Row) -> f64| -> Vec<svg::Series> {
+            labels
+                .iter()
+                .map(|l| svg::Series {
+                    label: l.clone(),
+                    points: rows
+                        .iter()
+                        .filter(|r| &format!("{} ({})", r.method, r.variant) == l)
+                        .map(|r| (r.qber, f(r)))
+                        .collect(),
+                })
+                .collect()
+        };
+        let doc = svg::render(&[
+            svg::Panel {
+                title: format!("Reconciliation efficiency, n = {}", a.block_bits),
+                x_label: "QBER".into(),
+                y_label: "f (failures fully disclosed)".into(),
+                log_y: false,
+                series: series(&|r| r.efficiency),
+                hlines: vec![(1.0, "f = 1 (Shannon limit)".into())],
+            },
+            svg::Panel {
+                title: "Frame error rate".into(),
+                x_label: "QBER".into(),
+                y_label: "FER".into(),
+                log_y: true,
+                series: series(&|r| r.fer.max(0.5 / a.frames as f64)),
+                hlines: vec![(1e-3, "1e-3".into())],
+            },
+        ]);
+        std::fs::write(p, doc).map_err(|e| Error::io(p, e))?;
+    }
+    println!(
+        "{:<15} {:>6} {:>8} {:>8} {:>9} {:>8} {:>6} {:>14} {:>8}",
+        "method", "QBER", "n", "f", "f_ok", "FER", "undet", "throughput", "iter"
+    );
+    for r in &rows {
+        println!(
+            "{:<15} {:>6.3} {:>8} {:>8.4} {:>9} {:>8.4} {:>6} {:>14} {:>8.1}",
+            r.method,
+            r.qber,
+            r.block_bits,
+            r.efficiency,
+            r.efficiency_successful
+                .map_or("-".into(), |x| format!("{x:.4}")),
+            r.fer,
+            r.undetected_errors,
+            rate(r.throughput_bps),
+            if r.method.starts_with("ldpc") {
+                r.iterations_mean
+            } else {
+                r.round_trips_mean
+            }
+        );
+    }
+    Ok(0)
+}
