@@ -90,13 +90,20 @@ pub fn render(panels: &[Panel]) -> String {
                 ph - mb + 16.0,
                 fmt(xv)
             );
-            let yv = y0 + (y1 - y0) * i as f64 / 4.0;
+        }
+        // y ticks: every decade on a log axis, five even steps otherwise.
+        let ticks: Vec<f64> = if p.log_y {
+            (y0 as i64..=y1 as i64).map(|e| e as f64).collect()
+        } else {
+            (0..=4).map(|i| y0 + (y1 - y0) * i as f64 / 4.0).collect()
+        };
+        for yv in ticks {
             let label = if p.log_y {
-                format!("1e{}", yv.round() as i64)
+                format!("1e{}", yv as i64)
             } else {
                 fmt(yv)
             };
-            let yy = mt + (1.0 - i as f64 / 4.0) * (ph - mt - mb);
+            let yy = mt + (1.0 - (yv - y0) / (y1 - y0)) * (ph - mt - mb);
             let _ = writeln!(
                 s,
                 r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
