@@ -5,7 +5,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use qkd_distill::bits::BitVec;
 use qkd_distill::error_correction::ldpc::decoder::{channel_llr, sum_product};
 use qkd_distill::error_correction::ldpc::{
-    LdpcSettings, assemble, bob_llrs, catalog, decode, syndrome_words,
+    LdpcSettings, assemble, bob_llrs, decode, syndrome_words,
 };
 use qkd_distill::error_correction::simulation::bsc_frames;
 use qkd_distill::kernels::Kernels;

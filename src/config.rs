@@ -37,6 +37,9 @@ pub struct DistillSettings {
     pub block_bits: u64,
     /// Error-correction frame length (Cascade).
     pub ec_frame_bits: u64,
+    /// Cascade variant.
+    #[serde(default)]
+    pub cascade_variant: crate::error_correction::cascade::CascadeVariant,
     /// LDPC code length (a catalog length).
     #[serde(default = "default_ldpc_code_bits")]
     pub ldpc_code_bits: u64,
@@ -79,6 +82,7 @@ impl Default for DistillSettings {
         DistillSettings {
             block_bits: 1 << 21,
             ec_frame_bits: 1 << 16,
+            cascade_variant: Default::default(),
             ldpc_code_bits: default_ldpc_code_bits(),
             ldpc_efficiency: default_ldpc_efficiency(),
             ldpc_retries: default_ldpc_retries(),

@@ -362,3 +362,40 @@ fn ldpc_reconciliation_gives_identical_keys() {
         assert_eq!(v.frames_ok == v.frames, v.discarded_bits == 0);
     }
 }
+
+#[test]
+fn every_cascade_variant_gives_identical_keys() {
+    use qkd_distill::error_correction::cascade::CascadeVariant;
+    let dir = Scratch::new("variants");
+    simulate(dir.path(), 30_000_000, 10, &short_link());
+    for v in CascadeVariant::ALL {
+        let settings = DistillSettings {
+            block_bits: 1 << 22,
+            ec_frame_bits: 1 << 14,
+            cascade_variant: v,
+            ..Default::default()
+        };
+        let r = run(&dir, &format!("keys-{}", v.name()), settings, None).unwrap();
+        assert_eq!(
+            r.outcome,
+            RunOutcome::Key,
+            "{}: {:?}",
+            v.name(),
+            r.abort_reason
+        );
+        let a = std::fs::read(dir.join(&format!("keys-{}/alice.key", v.name()))).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read(dir.join(&format!("keys-{}/bob.key", v.name()))).unwrap(),
+            "{}",
+            v.name()
+        );
+        let f = r.blocks[0]
+            .error_correction
+            .as_ref()
+            .unwrap()
+            .efficiency
+            .unwrap();
+        assert!((1.0..1.25).contains(&f), "{}: f = {f}", v.name());
+    }
+}

@@ -13,13 +13,16 @@ pub const WIRE_VERSION: u8 = 1;
 /// Largest number of items in one list field (guards allocations from malformed input).
 const MAX_ITEMS: usize = 1 << 28;
 
-/// One parity request: bits `[start, end)` of `frame` in the order of Cascade `pass`.
+/// One parity request: positions `[start, end)` of top-level block `block` of `frame` in
+/// Cascade `pass` (see `error_correction::cascade` for how a pass orders positions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParityRange {
     /// Frame index within the block.
     pub frame: u32,
     /// Pass (0 = original order).
     pub pass: u16,
+    /// Top-level block within the pass.
+    pub block: u32,
     /// First position (in the pass's permuted order).
     pub start: u32,
     /// One past the last position.
@@ -82,15 +85,19 @@ pub enum Message {
     },
     /// Alice starts Cascade: permutation seed and the block-size schedule.
     CascadeStart {
-        /// Seed of the per-pass permutations.
+        /// Seed of the per-pass permutations and BICONF subsets.
         seed: [u8; 32],
-        /// Top-level block size of each pass.
+        /// Top-level block size of each regular pass.
         block_sizes: Vec<u32>,
+        /// BICONF: stop after this many consecutive error-free rounds (0: no BICONF).
+        biconf_clean_rounds: u32,
     },
-    /// Bob asks for the parities of all top-level blocks of a pass in every frame.
+    /// Bob asks for the parities of all top-level blocks of a pass in the frames marked.
     CascadeTopQuery {
         /// Pass index.
         pass: u16,
+        /// One bit per frame.
+        frames: BitVec,
     },
     /// Bob asks for the parities of arbitrary ranges.
     ParityQuery {
@@ -316,17 +323,23 @@ impl Message {
                     w.u64(*e);
                 }
             }
-            Message::CascadeStart { seed, block_sizes } => {
+            Message::CascadeStart {
+                seed,
+                block_sizes,
+                biconf_clean_rounds,
+            } => {
                 w.u8(7);
                 w.fixed(seed);
                 w.varint(block_sizes.len() as u64);
                 for &b in block_sizes {
                     w.varint(u64::from(b));
                 }
+                w.varint(u64::from(*biconf_clean_rounds));
             }
-            Message::CascadeTopQuery { pass } => {
+            Message::CascadeTopQuery { pass, frames } => {
                 w.u8(8);
                 w.u16(*pass);
+                w.bits(frames);
             }
             Message::ParityQuery { ranges } => {
                 w.u8(9);
@@ -334,6 +347,7 @@ impl Message {
                 for r in ranges {
                     w.varint(u64::from(r.frame));
                     w.varint(u64::from(r.pass));
+                    w.varint(u64::from(r.block));
                     w.varint(u64::from(r.start));
                     w.varint(u64::from(r.end - r.start));
                 }
@@ -464,9 +478,17 @@ impl Message {
                 for _ in 0..n {
                     block_sizes.push(u32_of(r.varint()?, "block size")?);
                 }
-                Message::CascadeStart { seed, block_sizes }
+                let biconf_clean_rounds = u32_of(r.varint()?, "BICONF rounds")?;
+                Message::CascadeStart {
+                    seed,
+                    block_sizes,
+                    biconf_clean_rounds,
+                }
             }
-            8 => Message::CascadeTopQuery { pass: r.u16()? },
+            8 => Message::CascadeTopQuery {
+                pass: r.u16()?,
+                frames: r.bits()?,
+            },
             9 => {
                 let n = r.len(MAX_ITEMS.min(r.remaining()), "ranges")?;
                 let mut ranges = Vec::with_capacity(n);
@@ -474,12 +496,14 @@ impl Message {
                     let frame = u32_of(r.varint()?, "frame")?;
                     let pass = u16::try_from(r.varint()?)
                         .map_err(|_| ProtocolError::Malformed("pass exceeds u16".into()))?;
+                    let block = u32_of(r.varint()?, "block")?;
                     let start = u32_of(r.varint()?, "start")?;
                     let len = r.varint()?;
                     let end = u32_of(u64::from(start).saturating_add(len), "end")?;
                     ranges.push(ParityRange {
                         frame,
                         pass,
+                        block,
                         start,
                         end,
                     });

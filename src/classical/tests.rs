@@ -34,19 +34,25 @@ fn samples() -> Vec<Message> {
         Message::CascadeStart {
             seed: [1; 32],
             block_sizes: vec![37, 74, 148, 296],
+            biconf_clean_rounds: 10,
         },
-        Message::CascadeTopQuery { pass: 3 },
+        Message::CascadeTopQuery {
+            pass: 3,
+            frames: BitVec::ones(5),
+        },
         Message::ParityQuery {
             ranges: vec![
                 ParityRange {
                     frame: 2,
                     pass: 1,
+                    block: 7,
                     start: 10,
                     end: 20,
                 },
                 ParityRange {
                     frame: 0,
                     pass: 0,
+                    block: 0,
                     start: 0,
                     end: 1,
                 },

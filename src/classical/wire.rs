@@ -123,7 +123,21 @@ impl<'a> WireReader<'a> {
         Ok(f64::from_le_bytes(self.take(8, "f64")?.try_into().unwrap()))
     }
     /// Unsigned LEB128 (at most 10 bytes).
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, ProtocolError> {
+        // Fast path: one- and two-byte values with enough input left.
+        if let Some(&b0) = self.buf.get(self.pos) {
+            if b0 & 0x80 == 0 {
+                self.pos += 1;
+                return Ok(u64::from(b0));
+            }
+            if let Some(&b1) = self.buf.get(self.pos + 1)
+                && b1 & 0x80 == 0
+            {
+                self.pos += 2;
+                return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
+            }
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.u8()?;

@@ -5,8 +5,9 @@ use super::svg;
 use clap::{Args, Subcommand};
 use qkd_distill::error::{ConfigError, Error, Result};
 use qkd_distill::error_correction::cascade::Cascade;
+use qkd_distill::error_correction::cascade::CascadeVariant;
 use qkd_distill::error_correction::ldpc::{LdpcReconciler, LdpcSettings, catalog};
-use qkd_distill::error_correction::simulation::{bsc_frames, run_pair};
+use qkd_distill::error_correction::simulation::{bsc_frames, run_pair_with_latency};
 use qkd_distill::error_correction::{Reconciler, efficiency};
 use qkd_distill::kernels::Kernels;
 use qkd_distill::parameter_estimation::finite_key::binary_entropy;
@@ -28,9 +29,15 @@ pub struct BenchArgs {
 
 #[derive(Args)]
 pub struct EcArgs {
-    /// cascade, ldpc or all.
+    /// cascade, ldpc, ldpc-reference or all (every method and Cascade variant).
     #[arg(long, default_value = "ldpc")]
     pub method: String,
+    /// Cascade variant(s): original, biconf, yan, opt3, opt4, opt7, opt8, or all.
+    #[arg(long, value_delimiter = ',', default_value = "original")]
+    pub variant: Vec<String>,
+    /// Simulated round-trip time of the classical channel in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub rtt_ms: f64,
     /// Error rates to simulate.
     #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.02, 0.03, 0.05, 0.08])]
     pub qber: Vec<f64>,
@@ -79,11 +86,26 @@ struct Row {
     undetected_errors: usize,
     throughput_bps: f64,
     threads: usize,
+    rtt_ms: f64,
     iterations_mean: f64,
     round_trips_mean: f64,
     messages_mean: f64,
     revealed_bits_mean: f64,
     isa: String,
+}
+
+fn cascade_variants(names: &[String], all: bool) -> Result<Vec<CascadeVariant>> {
+    if all || names.iter().any(|n| n == "all") {
+        return Ok(CascadeVariant::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            CascadeVariant::parse(n).ok_or_else(|| {
+                ConfigError::invalid("variant", format!("unknown Cascade variant `{n}`")).into()
+            })
+        })
+        .collect()
 }
 
 fn methods(m: &str) -> Result<Vec<&'static str>> {
@@ -153,6 +175,7 @@ fn reference_row(a: &EcArgs, ldpc: &LdpcSettings, q: f64, kernels: Kernels) -> R
         undetected_errors: undetected,
         throughput_bps: total as f64 / time,
         threads: 1,
+        rtt_ms: 0.0,
         iterations_mean: iterations as f64 / a.frames as f64,
         round_trips_mean: 0.0,
         messages_mean: 1.0,
@@ -192,9 +215,18 @@ fn ec(a: EcArgs) -> Result<u8> {
         .map_err(|e| ConfigError::invalid("threads", e.to_string()))?;
     let kernels = Kernels::detect();
     let bar = TermProgress::new(false);
-    bar.start("bench ec", (ms.len() * a.qber.len()) as u64);
+    let variants = cascade_variants(&a.variant, a.method == "all")?;
+    let mut jobs: Vec<(&str, Option<CascadeVariant>)> = Vec::new();
+    for &m in &ms {
+        if m == "cascade" {
+            jobs.extend(variants.iter().map(|v| (m, Some(*v))));
+        } else {
+            jobs.push((m, None));
+        }
+    }
+    bar.start("bench ec", (jobs.len() * a.qber.len()) as u64);
     let mut rows = Vec::new();
-    for &method in &ms {
+    for &(method, variant) in &jobs {
         for &q in &a.qber {
             let ldpc = LdpcSettings {
                 code_bits: a.block_bits,
@@ -212,7 +244,7 @@ fn ec(a: EcArgs) -> Result<u8> {
                     "ldpc" => Box::new(LdpcReconciler { settings: ldpc }),
                     _ => Box::new(Cascade {
                         frame_bits: a.block_bits,
-                        ..Cascade::default()
+                        variant: variant.unwrap_or_default(),
                     }),
                 }
             };
@@ -221,7 +253,10 @@ fn ec(a: EcArgs) -> Result<u8> {
                 _ => vec![a.block_bits; a.frames],
             };
             let (alice, mut bob, errors) = bsc_frames(&lengths, q, a.seed ^ (q.to_bits()));
-            let run = pool.install(|| run_pair(make(), make(), &alice, &mut bob, q, kernels))?;
+            let rtt = std::time::Duration::from_secs_f64(a.rtt_ms / 1000.0);
+            let run = pool.install(|| {
+                run_pair_with_latency(make(), make(), &alice, &mut bob, q, kernels, rtt / 2)
+            })?;
             let total: usize = lengths.iter().sum();
             let q_actual = errors as f64 / total as f64;
             let leaked = run.alice_ledger.error_correction_bits;
@@ -247,7 +282,7 @@ fn ec(a: EcArgs) -> Result<u8> {
                 method: method.into(),
                 variant: match method {
                     "ldpc" => format!("blind f0={} retries={}", a.ldpc_efficiency, a.ldpc_retries),
-                    _ => "original".into(),
+                    _ => variant.unwrap_or_default().name().into(),
                 },
                 qber: q,
                 qber_actual: q_actual,
@@ -259,6 +294,7 @@ fn ec(a: EcArgs) -> Result<u8> {
                 undetected_errors: run.undetected,
                 throughput_bps: total as f64 / run.elapsed_s,
                 threads,
+                rtt_ms: a.rtt_ms,
                 iterations_mean: run.stats.decoder_iterations as f64 / a.frames as f64,
                 round_trips_mean: run.stats.round_trips as f64 / a.frames as f64,
                 messages_mean: run.stats.messages as f64 / a.frames as f64,
@@ -278,7 +314,7 @@ fn ec(a: EcArgs) -> Result<u8> {
         );
         for r in &rows {
             t += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.method,
                 r.variant,
                 r.qber,
@@ -292,6 +328,7 @@ fn ec(a: EcArgs) -> Result<u8> {
                 r.undetected_errors,
                 r.throughput_bps,
                 r.threads,
+                r.rtt_ms,
                 r.iterations_mean,
                 r.round_trips_mean,
                 r.messages_mean,
@@ -349,8 +386,12 @@ fn ec(a: EcArgs) -> Result<u8> {
     );
     for r in &rows {
         println!(
-            "{:<15} {:>6.3} {:>8} {:>8.4} {:>9} {:>8.4} {:>6} {:>14} {:>8.1}",
-            r.method,
+            "{:<24} {:>6.3} {:>8} {:>8.4} {:>9} {:>8.4} {:>6} {:>14} {:>8.1}",
+            if r.method == "cascade" {
+                format!("cascade/{}", r.variant)
+            } else {
+                r.method.clone()
+            },
             r.qber,
             r.block_bits,
             r.efficiency,

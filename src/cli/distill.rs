@@ -21,6 +21,9 @@ pub struct SettingsArgs {
     /// Reconciliation protocol: cascade or ldpc.
     #[arg(long, default_value = "cascade")]
     pub reconciliation: String,
+    /// Cascade variant: original, biconf, yan, opt3, opt4, opt7, opt8.
+    #[arg(long, default_value = "original")]
+    pub cascade_variant: String,
     /// LDPC code length (16384, 65536 or 102400).
     #[arg(long, default_value_t = DistillSettings::default().ldpc_code_bits)]
     pub ldpc_code_bits: u64,
@@ -55,6 +58,18 @@ impl SettingsArgs {
         let s = DistillSettings {
             block_bits: self.block_bits,
             ec_frame_bits: self.ec_frame_bits,
+            cascade_variant: qkd_distill::error_correction::cascade::CascadeVariant::parse(
+                &self.cascade_variant,
+            )
+            .ok_or_else(|| {
+                qkd_distill::error::ConfigError::invalid(
+                    "cascade-variant",
+                    format!(
+                        "unknown variant `{}` (original, biconf, yan, opt3, opt4, opt7, opt8)",
+                        self.cascade_variant
+                    ),
+                )
+            })?,
             ldpc_code_bits: self.ldpc_code_bits,
             ldpc_efficiency: self.ldpc_efficiency,
             ldpc_retries: self.ldpc_retries,

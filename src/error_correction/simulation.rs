@@ -53,14 +53,35 @@ pub struct PairRun {
 
 /// Run `alice` and `bob` (two instances of one protocol) over an in-memory channel.
 pub fn run_pair(
+    alice: Box<dyn Reconciler>,
+    bob: Box<dyn Reconciler>,
+    alice_frames: &[BitVec],
+    bob_frames: &mut [BitVec],
+    qber_estimate: f64,
+    kernels: Kernels,
+) -> Result<PairRun> {
+    run_pair_with_latency(
+        alice,
+        bob,
+        alice_frames,
+        bob_frames,
+        qber_estimate,
+        kernels,
+        std::time::Duration::ZERO,
+    )
+}
+
+/// [`run_pair`] over a channel that delivers every message `one_way` after it was sent.
+pub fn run_pair_with_latency(
     mut alice: Box<dyn Reconciler>,
     mut bob: Box<dyn Reconciler>,
     alice_frames: &[BitVec],
     bob_frames: &mut [BitVec],
     qber_estimate: f64,
     kernels: Kernels,
+    one_way: std::time::Duration,
 ) -> Result<PairRun> {
-    let (ta, tb) = in_memory::pair();
+    let (ta, tb) = in_memory::pair_with_latency(one_way);
     let start = Instant::now();
     let (alice_result, bob_result) = std::thread::scope(|s| {
         let a = s.spawn(move || -> Result<(Vec<bool>, LeakageLedger)> {

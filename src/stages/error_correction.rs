@@ -24,7 +24,7 @@ impl ErrorCorrectionStage {
         let reconciler: Box<dyn Reconciler> = match io.session.settings.reconciliation {
             ReconciliationMethod::Cascade => Box::new(Cascade {
                 frame_bits: io.session.settings.ec_frame_bits as usize,
-                ..Cascade::default()
+                variant: io.session.settings.cascade_variant,
             }),
             ReconciliationMethod::Ldpc => Box::new(LdpcReconciler {
                 settings: LdpcSettings {

@@ -1,32 +1,56 @@
 //! In-process transport: a pair of unbounded crossbeam channels. Used for batch runs (both
 //! parties in one process) and tests. Sends never block, so a party never waits on the peer's
-//! progress to hand over a message.
+//! progress to hand over a message. An optional one-way latency simulates a real link.
 
 use super::Transport;
 use crate::error::TransportError;
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::time::{Duration, Instant};
 
 /// One end of an in-memory transport.
 pub struct InMemoryTransport {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
+    tx: Sender<(Instant, Vec<u8>)>,
+    rx: Receiver<(Instant, Vec<u8>)>,
+    latency: Duration,
 }
 
 /// Two connected ends.
 pub fn pair() -> (InMemoryTransport, InMemoryTransport) {
+    pair_with_latency(Duration::ZERO)
+}
+
+/// Two connected ends that deliver each frame `latency` after it was sent (frames sent back to
+/// back still arrive back to back).
+pub fn pair_with_latency(latency: Duration) -> (InMemoryTransport, InMemoryTransport) {
     let (a_tx, b_rx) = unbounded();
     let (b_tx, a_rx) = unbounded();
     (
-        InMemoryTransport { tx: a_tx, rx: a_rx },
-        InMemoryTransport { tx: b_tx, rx: b_rx },
+        InMemoryTransport {
+            tx: a_tx,
+            rx: a_rx,
+            latency,
+        },
+        InMemoryTransport {
+            tx: b_tx,
+            rx: b_rx,
+            latency,
+        },
     )
 }
 
 impl Transport for InMemoryTransport {
     fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
-        self.tx.send(frame).map_err(|_| TransportError::Closed)
+        let due = Instant::now() + self.latency;
+        self.tx
+            .send((due, frame))
+            .map_err(|_| TransportError::Closed)
     }
     fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
-        self.rx.recv().map_err(|_| TransportError::Closed)
+        let (due, frame) = self.rx.recv().map_err(|_| TransportError::Closed)?;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        Ok(frame)
     }
 }

@@ -1,61 +1,55 @@
-//! Cascade (Brassard, Salvail, "Secret-key reconciliation by public discussion",
-//! EUROCRYPT '93, LNCS 765, pp. 410–423): the original four-pass protocol with back-tracking
-//! ("cascading"), top-level block size k₁ = ⌈0.73/Q⌉ and k_{i+1} = 2k_i, as parametrised in
-//! Martinez-Mateo et al., QIC 15 (2015) §3.
+//! The Cascade family of interactive reconciliation protocols (Brassard, Salvail, EUROCRYPT '93;
+//! variants in [`variants`]), batched and on packed bits.
 //!
-//! Batched: all frames of a block go through the protocol together, and every round asks all
-//! the parities it needs (top-level parities of a pass, or the left halves of every bisection
-//! in progress, in every frame) in one message. Bob drives; Alice answers. Only Alice's
-//! answers are counted as leakage (ledger kind `error_correction`).
+//! Structure. Bob drives, Alice answers. Each regular pass cuts every frame into top-level blocks;
+//! Bob asks Alice for their parities (one message for all frames), and every block whose parity
+//! differs from his is bisected to one error, which he flips. A flip changes the parity of the
+//! block holding that bit in every earlier pass: those blocks are bisected again ("cascading"),
+//! until no block of any pass done so far disagrees. BICONF rounds (variant `biconf`) are passes
+//! with a single block, a random half of the frame, repeated until a frame has seen 10 rounds in
+//! a row without an error.
 //!
-//! Pass 0 uses the original order; pass p ≥ 1 a uniformly random permutation derived from
-//! Alice's public seed (ChaCha8 keyed by the seed, stream = frame·2^16 + pass).
+//! Batching: all frames of a reconciliation move together; every round sends every parity
+//! request of every frame in one [`Message::ParityQuery`] (round trips per frame ≈ those of one
+//! frame, whatever the number of frames). Only Alice's answers count as leakage (ledger kind
+//! `error_correction`), the convention of Brassard–Salvail and the efficiency literature.
+//!
+//! Pass layouts, shared by all frames of equal length (the permutations only need to be
+//! independent of the errors, which are independent between frames), derived from Alice's public
+//! seed with ChaCha8:
+//! * pass 0: the natural order, blocks of k consecutive bits;
+//! * passes with small blocks: a uniformly random permutation (Fisher–Yates), the frame's bits
+//!   gathered once into that order, blocks of k consecutive positions;
+//! * passes with blocks of at least a quarter of the frame, and BICONF rounds: the blocks are
+//!   random subsets given as bit masks over the natural order, no gathering at all; a range
+//!   `[start, end)` of such a block means the block's members among positions start..end, and
+//!   bisection splits the position range in the middle (a half without members is skipped
+//!   without a question). Parities are masked popcounts.
+//!
+//! Sub-block reuse (variants opt4, opt7, opt8): every parity Alice disclosed for a sub-block
+//! (and the complementary half it implies) is remembered, and a later bisection of the same block
+//! descends through known halves without asking.
+
+pub mod variants;
 
 use super::{EcContext, EcStats, FrameOutcome, Reconciler};
 use crate::bits::BitVec;
 use crate::classical::{Message, ParityRange, unexpected};
 use crate::error::{ProtocolError, Result};
 use rand::{Rng, SeedableRng};
-use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
-use std::collections::BTreeMap;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+pub use variants::{CascadeVariant, Schedule};
 
-/// Cascade parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CascadeParams {
-    /// Number of passes.
-    pub passes: usize,
-    /// k₁ = ⌈alpha / Q⌉.
-    pub alpha: f64,
-    /// Error-rate floor used when the estimate is 0.
-    pub min_qber: f64,
-}
+/// Most BICONF rounds before giving up (the variant normally stops far earlier).
+const MAX_BICONF_ROUNDS: usize = 200;
 
-impl Default for CascadeParams {
-    fn default() -> Self {
-        CascadeParams {
-            passes: 4,
-            alpha: 0.73,
-            min_qber: 0.001,
-        }
-    }
-}
-
-impl CascadeParams {
-    /// Top-level block sizes of every pass for frames of up to `n` bits.
-    pub fn block_sizes(&self, qber: f64, n: usize) -> Vec<u32> {
-        let q = qber.max(self.min_qber);
-        let k1 = (self.alpha / q).ceil().max(2.0) as u64;
-        (0..self.passes)
-            .map(|p| (k1 << p).min(n.max(1) as u64).min(u32::MAX as u64) as u32)
-            .collect()
-    }
-}
-
-/// The original Cascade protocol.
+/// A Cascade reconciler.
 #[derive(Debug, Clone)]
 pub struct Cascade {
-    /// Parameters.
-    pub params: CascadeParams,
+    /// Which member of the family.
+    pub variant: CascadeVariant,
     /// Frame length.
     pub frame_bits: usize,
 }
@@ -63,32 +57,23 @@ pub struct Cascade {
 impl Default for Cascade {
     fn default() -> Self {
         Cascade {
-            params: CascadeParams::default(),
+            variant: CascadeVariant::Original,
             frame_bits: 1 << 16,
         }
     }
 }
 
-/// A frame's bits in every pass's order.
-struct PassViews {
-    /// `perm[p][pos]` = original index at position `pos` of pass p (pass 0: identity, empty).
-    perm: Vec<Vec<u32>>,
-    /// `inv[p][i]` = position of original index i in pass p.
-    inv: Vec<Vec<u32>>,
-    /// Bits in pass order.
-    bits: Vec<BitVec>,
-}
-
-/// The permutation of `frame` in `pass`: Fisher–Yates (Durstenfeld) driven by ChaCha8 keyed with
-/// Alice's public seed, with Lemire's multiply-shift mapping of 32-bit outputs to `0..=i`
-/// (bias ≤ n/2^32, immaterial for a public permutation whose only job is to spread errors).
-pub fn permutation(seed: &[u8; 32], frame: usize, pass: usize, n: usize) -> Vec<u32> {
+/// The permutation of frames of length `n` in `pass`: Fisher–Yates (Durstenfeld) driven by
+/// ChaCha8 keyed with Alice's public seed, with Lemire's multiply-shift reduction of 32-bit
+/// outputs (bias ≤ n/2^32, immaterial for a public permutation whose only job is to spread
+/// errors).
+pub fn permutation(seed: &[u8; 32], n: usize, pass: usize) -> Vec<u32> {
     assert!(
         n <= u32::MAX as usize,
         "Cascade frames are limited to 2^32 bits"
     );
     let mut rng = ChaCha8Rng::from_seed(*seed);
-    rng.set_stream(((frame as u64) << 16) | pass as u64);
+    rng.set_stream(((n as u64) << 20) | pass as u64);
     let mut p: Vec<u32> = (0..n as u32).collect();
     for i in (1..n).rev() {
         let j = ((u64::from(rng.next_u32()) * (i as u64 + 1)) >> 32) as usize;
@@ -111,178 +96,513 @@ fn gather(bits: &BitVec, perm: &[u32]) -> BitVec {
     BitVec::from_words(words, perm.len())
 }
 
-impl PassViews {
-    /// Views of a frame; `with_inverse` (needed only by the party that corrects bits) also
-    /// builds the inverse permutations.
-    fn new(
-        frame_bits: &BitVec,
-        seed: &[u8; 32],
-        frame: usize,
-        passes: usize,
-        with_inverse: bool,
-    ) -> PassViews {
-        let n = frame_bits.len();
-        let mut v = PassViews {
-            perm: vec![vec![]],
-            inv: vec![vec![]],
-            bits: vec![frame_bits.clone()],
+/// Parity of the bits of `x` at the positions in `[lo, hi)` where `mask` is set.
+fn masked_parity(x: &BitVec, mask: &BitVec, lo: usize, hi: usize) -> bool {
+    range_fold(x.words(), mask.words(), lo, hi, |a, m| a & m) & 1 == 1
+}
+
+/// Members of `mask` in `[lo, hi)`.
+fn masked_count(mask: &BitVec, lo: usize, hi: usize) -> u32 {
+    let w = mask.words();
+    range_fold(w, w, lo, hi, |_, m| m)
+}
+
+/// Σ popcount(f(a_w, m_w) restricted to [lo, hi)) over the words.
+fn range_fold(a: &[u64], m: &[u64], lo: usize, hi: usize, f: impl Fn(u64, u64) -> u64) -> u32 {
+    if lo >= hi {
+        return 0;
+    }
+    let (ws, we) = (lo / 64, (hi - 1) / 64);
+    let lo_mask = u64::MAX << (lo % 64);
+    let hi_mask = if hi.is_multiple_of(64) {
+        u64::MAX
+    } else {
+        (1u64 << (hi % 64)) - 1
+    };
+    if ws == we {
+        return (f(a[ws], m[ws]) & lo_mask & hi_mask).count_ones();
+    }
+    let mut total =
+        (f(a[ws], m[ws]) & lo_mask).count_ones() + (f(a[we], m[we]) & hi_mask).count_ones();
+    for i in ws + 1..we {
+        total += f(a[i], m[i]).count_ones();
+    }
+    total
+}
+
+/// How the positions of a frame are arranged in one pass.
+enum PassLayout {
+    /// Natural order (pass 0) or a permutation; blocks of `k` consecutive positions.
+    Permuted {
+        /// `perm[pos]` = frame position (None: identity).
+        perm: Option<Vec<u32>>,
+        /// `inv[position]` = pos in the permuted order (None: identity).
+        inv: Option<Vec<u32>>,
+        /// Block size.
+        k: usize,
+    },
+    /// Blocks are random subsets (bit masks over the natural order).
+    Masked {
+        /// One mask per block.
+        masks: Vec<BitVec>,
+    },
+}
+
+impl PassLayout {
+    fn blocks(&self, n: usize) -> usize {
+        match self {
+            PassLayout::Permuted { k, .. } => n.div_ceil(*k).max(1),
+            PassLayout::Masked { masks } => masks.len(),
+        }
+    }
+
+    /// Position range of a top-level block.
+    fn block_range(&self, n: usize, b: usize) -> (usize, usize) {
+        match self {
+            PassLayout::Permuted { k, .. } => (b * k, ((b + 1) * k).min(n)),
+            PassLayout::Masked { .. } => (0, n),
+        }
+    }
+
+    /// The block holding frame position `orig`.
+    fn block_of(&self, orig: usize) -> Option<usize> {
+        match self {
+            PassLayout::Permuted { inv: None, k, .. } => Some(orig / k),
+            PassLayout::Permuted {
+                inv: Some(inv), k, ..
+            } => Some(inv[orig] as usize / k),
+            PassLayout::Masked { masks } => masks.iter().position(|m| m.get(orig)),
+        }
+    }
+}
+
+/// Layouts of every pass for frames of one length, built on first use.
+struct LengthLayouts {
+    n: usize,
+    passes: Vec<Option<Arc<PassLayout>>>,
+}
+
+/// The public description of a reconciliation (identical on both sides).
+struct Plan {
+    seed: [u8; 32],
+    block_sizes: Vec<usize>,
+    biconf_clean_rounds: u32,
+    by_length: HashMap<usize, LengthLayouts>,
+}
+
+impl Plan {
+    fn regular_passes(&self) -> usize {
+        self.block_sizes.len()
+    }
+
+    fn layout(&mut self, n: usize, pass: usize) -> Arc<PassLayout> {
+        let regular = self.block_sizes.len();
+        let seed = self.seed;
+        let k = if pass < regular {
+            self.block_sizes[pass].min(n).max(1)
+        } else {
+            0
         };
-        for p in 1..passes {
-            let perm = permutation(seed, frame, p, n);
-            let mut inv = Vec::new();
-            if with_inverse {
-                inv = vec![0u32; n];
+        let entry = self.by_length.entry(n).or_insert_with(|| LengthLayouts {
+            n,
+            passes: Vec::new(),
+        });
+        if entry.passes.len() <= pass {
+            entry.passes.resize(pass + 1, None);
+        }
+        if let Some(l) = &entry.passes[pass] {
+            return l.clone();
+        }
+        let n = entry.n;
+        let layout = if pass >= regular {
+            // BICONF round: a uniformly random subset.
+            let mut rng = ChaCha8Rng::from_seed(seed);
+            rng.set_stream(((n as u64) << 20) | (1 << 19) | pass as u64);
+            let words: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.next_u64()).collect();
+            PassLayout::Masked {
+                masks: vec![BitVec::from_words(words, n)],
+            }
+        } else if pass == 0 {
+            PassLayout::Permuted {
+                perm: None,
+                inv: None,
+                k,
+            }
+        } else {
+            let perm = permutation(&seed, n, pass);
+            if 4 * k >= n {
+                let mut masks: Vec<BitVec> = (0..n.div_ceil(k)).map(|_| BitVec::zeros(n)).collect();
+                for (pos, &orig) in perm.iter().enumerate() {
+                    masks[pos / k].set(orig as usize, true);
+                }
+                PassLayout::Masked { masks }
+            } else {
+                let mut inv = vec![0u32; n];
                 for (pos, &orig) in perm.iter().enumerate() {
                     inv[orig as usize] = pos as u32;
                 }
+                PassLayout::Permuted {
+                    perm: Some(perm),
+                    inv: Some(inv),
+                    k,
+                }
             }
-            v.bits.push(gather(frame_bits, &perm));
-            v.perm.push(perm);
-            v.inv.push(inv);
-        }
-        v
-    }
-
-    fn pos(&self, pass: usize, orig: usize) -> usize {
-        if pass == 0 {
-            orig
-        } else {
-            self.inv[pass][orig] as usize
-        }
-    }
-
-    fn orig(&self, pass: usize, pos: usize) -> usize {
-        if pass == 0 {
-            pos
-        } else {
-            self.perm[pass][pos] as usize
-        }
-    }
-
-    fn flip(&mut self, orig: usize) {
-        for p in 0..self.bits.len() {
-            let pos = self.pos(p, orig);
-            self.bits[p].flip(pos);
-        }
-    }
-
-    fn parity(&self, pass: usize, start: usize, end: usize) -> bool {
-        self.bits[pass].parity_range(start, end)
+        };
+        let layout = Arc::new(layout);
+        entry.passes[pass] = Some(layout.clone());
+        layout
     }
 }
 
-/// Top-level block ranges of a pass.
-fn top_blocks(n: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..n.div_ceil(k)).map(move |j| (j * k, ((j + 1) * k).min(n)))
+/// One party's copy of a frame and its permuted views.
+struct FrameBits {
+    x: BitVec,
+    views: Vec<Option<BitVec>>,
 }
 
-fn random_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
+impl FrameBits {
+    fn new(x: BitVec) -> Self {
+        FrameBits {
+            x,
+            views: Vec::new(),
+        }
+    }
+
+    fn ensure_view(&mut self, pass: usize, layout: &PassLayout) {
+        if self.views.len() <= pass {
+            self.views.resize(pass + 1, None);
+        }
+        if self.views[pass].is_none()
+            && let PassLayout::Permuted {
+                perm: Some(perm), ..
+            } = layout
+        {
+            self.views[pass] = Some(gather(&self.x, perm));
+        }
+    }
+
+    /// Parity of `[start, end)` of block `block` in `pass` (the view must exist).
+    fn parity(
+        &self,
+        pass: usize,
+        layout: &PassLayout,
+        block: usize,
+        start: usize,
+        end: usize,
+    ) -> bool {
+        match layout {
+            PassLayout::Permuted { perm: None, .. } => self.x.parity_range(start, end),
+            PassLayout::Permuted { .. } => self.views[pass]
+                .as_ref()
+                .expect("view built")
+                .parity_range(start, end),
+            PassLayout::Masked { masks } => masked_parity(&self.x, &masks[block], start, end),
+        }
+    }
+
+    fn flip(&mut self, orig: usize, layouts: &[Arc<PassLayout>]) {
+        self.x.flip(orig);
+        for (p, l) in layouts.iter().enumerate() {
+            if let (PassLayout::Permuted { inv: Some(inv), .. }, Some(Some(v))) =
+                (l.as_ref(), self.views.get_mut(p))
+            {
+                v.flip(inv[orig] as usize);
+            }
+        }
+    }
+}
+
+fn random_seed(rng: &mut impl Rng) -> [u8; 32] {
     let mut s = [0u8; 32];
     rng.fill_bytes(&mut s);
     s
 }
 
+/// A bisection in progress: `[start, end)` of a top-level block, with Alice's parity of it.
+/// `node` numbers the range in the block's bisection tree (root 1, children 2i and 2i + 1):
+/// splits are deterministic, so a node always denotes the same range.
+#[derive(Debug, Clone, Copy)]
+struct Bisect {
+    frame: u32,
+    pass: u16,
+    block: u32,
+    start: u32,
+    end: u32,
+    node: u32,
+    alice: bool,
+}
+
+/// Cache key of a node: frame (16 bits), pass (8), block (20), node (20).
+fn cache_key(b: &Bisect, node: u32) -> u64 {
+    (u64::from(b.frame) << 48)
+        | (u64::from(b.pass) << 40)
+        | (u64::from(b.block) << 20)
+        | u64::from(node)
+}
+
+/// A fast non-cryptographic hasher for the parity cache (Bob builds the keys from his own
+/// bisections). Multiply-rotate as in FxHash, with a folded-multiply finish.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        // Folded multiply: mixes high key bits into the low bits the table indexes by.
+        let p = u128::from(self.0) * 0x9e37_79b9_7f4a_7c15_u128;
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// Alice's parity of the left child of each bisected node.
+type ParityCache = HashMap<u64, bool, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// Bob's bookkeeping.
+struct BobState {
+    frames: Vec<FrameBits>,
+    flipped: Vec<u64>,
+    /// Alice's top-level parities per [frame][pass] (empty bitvec: not asked).
+    top: Vec<Vec<BitVec>>,
+    /// Blocks under bisection per [frame][pass].
+    active: Vec<Vec<BitVec>>,
+    /// Alice's sub-block parities (reuse variants).
+    cache: ParityCache,
+    reuse: bool,
+    /// Layouts of the passes started so far, per frame (frames of different length differ).
+    layouts: Vec<Vec<Arc<PassLayout>>>,
+}
+
+enum Step {
+    Dropped,
+    Found(usize),
+    Ask(Bisect, u32),
+}
+
+impl BobState {
+    fn len(&self, f: usize) -> usize {
+        self.frames[f].x.len()
+    }
+
+    /// Advance one bisection as far as possible without Alice.
+    fn step(&mut self, mut b: Bisect) -> Step {
+        let f = b.frame as usize;
+        let p = b.pass as usize;
+        let layout = self.layouts[f][p].clone();
+        loop {
+            let (s, e) = (b.start as usize, b.end as usize);
+            if self.frames[f].parity(p, &layout, b.block as usize, s, e) == b.alice {
+                return Step::Dropped;
+            }
+            let single = match layout.as_ref() {
+                PassLayout::Permuted { .. } => e - s == 1,
+                PassLayout::Masked { masks } => masked_count(&masks[b.block as usize], s, e) == 1,
+            };
+            if single {
+                let orig = match layout.as_ref() {
+                    PassLayout::Permuted { perm: None, .. } => s,
+                    PassLayout::Permuted {
+                        perm: Some(perm), ..
+                    } => perm[s] as usize,
+                    PassLayout::Masked { masks } => (s..e)
+                        .find(|&i| masks[b.block as usize].get(i))
+                        .expect("one member in range"),
+                };
+                return Step::Found(orig);
+            }
+            let mid = s + (e - s) / 2;
+            if let PassLayout::Masked { masks } = layout.as_ref() {
+                let m = &masks[b.block as usize];
+                if masked_count(m, s, mid) == 0 {
+                    b.start = mid as u32;
+                    b.node = 2 * b.node + 1;
+                    continue;
+                }
+                if masked_count(m, mid, e) == 0 {
+                    b.end = mid as u32;
+                    b.node *= 2;
+                    continue;
+                }
+            }
+            if self.reuse
+                && b.node < (1 << 19)
+                && let Some(&left) = self.cache.get(&cache_key(&b, 2 * b.node))
+            {
+                self.descend(&mut b, mid, left);
+                continue;
+            }
+            return Step::Ask(b, mid as u32);
+        }
+    }
+
+    /// Move into the half that holds an error, given Alice's parity of the left half.
+    fn descend(&mut self, b: &mut Bisect, mid: usize, alice_left: bool) {
+        let f = b.frame as usize;
+        let p = b.pass as usize;
+        let layout = self.layouts[f][p].clone();
+        if self.reuse && b.node < (1 << 19) {
+            self.cache.insert(cache_key(b, 2 * b.node), alice_left);
+        }
+        let bob_left = self.frames[f].parity(p, &layout, b.block as usize, b.start as usize, mid);
+        if bob_left != alice_left {
+            b.end = mid as u32;
+            b.alice = alice_left;
+            b.node *= 2;
+        } else {
+            b.start = mid as u32;
+            b.alice ^= alice_left;
+            b.node = 2 * b.node + 1;
+        }
+    }
+
+    /// A full top-level block, if it disagrees with Alice and is not being bisected already.
+    fn check_block(&mut self, f: usize, p: usize, block: usize, out: &mut Vec<Bisect>) {
+        if self.top[f][p].is_empty() || self.active[f][p].get(block) {
+            return;
+        }
+        let layout = self.layouts[f][p].clone();
+        let (s, e) = layout.block_range(self.len(f), block);
+        let alice = self.top[f][p].get(block);
+        if self.frames[f].parity(p, &layout, block, s, e) != alice {
+            self.active[f][p].set(block, true);
+            out.push(Bisect {
+                frame: f as u32,
+                pass: p as u16,
+                block: block as u32,
+                start: s as u32,
+                end: e as u32,
+                node: 1,
+                alice,
+            });
+        }
+    }
+
+    fn flip(&mut self, f: usize, orig: usize, recheck: &mut Vec<(usize, usize, usize)>) {
+        self.frames[f].flip(orig, &self.layouts[f]);
+        self.flipped[f] += 1;
+        for (p, l) in self.layouts[f].iter().enumerate() {
+            if let Some(b) = l.block_of(orig) {
+                recheck.push((f, p, b));
+            }
+        }
+    }
+}
+
 /// Send a parity request and wait for the answer.
-fn ask(ctx: &mut EcContext<'_>, stats: &mut EcStats, msg: Message) -> Result<BitVec> {
+fn ask(
+    ctx: &mut EcContext<'_>,
+    stats: &mut EcStats,
+    msg: Message,
+    expect: usize,
+) -> Result<BitVec> {
     ctx.channel.send(&msg, ctx.ledger)?;
     let reply = ctx.channel.recv(ctx.ledger)?;
     stats.messages += 2;
     stats.round_trips += 1;
     match reply {
-        Message::ParityReply { parities } => Ok(parities),
+        Message::ParityReply { parities } if parities.len() == expect => Ok(parities),
+        Message::ParityReply { parities } => Err(ProtocolError::Malformed(format!(
+            "{} parities for {expect} requests",
+            parities.len()
+        ))
+        .into()),
         other => Err(unexpected("ParityReply", &other)),
     }
 }
 
-type Active = BTreeMap<(usize, usize, usize), (usize, usize, bool)>;
-
-/// One bisection round over all active ranges of all frames (one query message).
-#[allow(clippy::too_many_arguments)]
-fn bisection_round(
+/// Bisection rounds until no block of the passes started so far disagrees with Alice.
+fn settle(
     ctx: &mut EcContext<'_>,
     stats: &mut EcStats,
-    views: &mut [PassViews],
-    frames: &mut [BitVec],
-    flipped: &mut [u64],
-    ks: &[Vec<usize>],
-    top: &[Vec<BitVec>],
-    active: &mut Active,
-    pass: usize,
+    st: &mut BobState,
+    mut active: Vec<Bisect>,
 ) -> Result<()> {
-    let keys: Vec<(usize, usize, usize)> = active.keys().copied().collect();
-    let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
-    let mut queries: Vec<((usize, usize, usize), ParityRange)> = Vec::new();
-    for key in keys {
-        let (f, p, _) = key;
-        let (s, e, ap) = active[&key];
-        if views[f].parity(p, s, e) == ap {
-            // Another correction made this range even: drop it and re-examine its top block.
-            active.remove(&key);
-            candidates.push(key);
-            continue;
-        }
-        if e - s == 1 {
-            // Error located: correct it. Its top block in every pass done so far changes parity.
-            active.remove(&key);
-            let orig = views[f].orig(p, s);
-            views[f].flip(orig);
-            frames[f].flip(orig);
-            flipped[f] += 1;
-            for (q, &k) in ks[f].iter().enumerate().take(pass + 1) {
-                candidates.push((f, q, views[f].pos(q, orig) / k));
+    loop {
+        let mut dropped_any = false;
+        while !active.is_empty() {
+            let mut next = Vec::new();
+            let mut asked: Vec<(Bisect, u32)> = Vec::new();
+            let mut recheck: Vec<(usize, usize, usize)> = Vec::new();
+            for b in active.drain(..) {
+                match st.step(b) {
+                    Step::Dropped => {
+                        dropped_any = true;
+                        st.active[b.frame as usize][b.pass as usize].set(b.block as usize, false);
+                        recheck.push((b.frame as usize, b.pass as usize, b.block as usize));
+                    }
+                    Step::Found(orig) => {
+                        st.active[b.frame as usize][b.pass as usize].set(b.block as usize, false);
+                        st.flip(b.frame as usize, orig, &mut recheck);
+                    }
+                    Step::Ask(b2, mid) => asked.push((b2, mid)),
+                }
             }
-            continue;
+            if !asked.is_empty() {
+                let ranges: Vec<ParityRange> = asked
+                    .iter()
+                    .map(|(b, mid)| ParityRange {
+                        frame: b.frame,
+                        pass: b.pass,
+                        block: b.block,
+                        start: b.start,
+                        end: *mid,
+                    })
+                    .collect();
+                let reply = ask(ctx, stats, Message::ParityQuery { ranges }, asked.len())?;
+                for (i, (mut b, mid)) in asked.into_iter().enumerate() {
+                    st.descend(&mut b, mid as usize, reply.get(i));
+                    next.push(b);
+                }
+            }
+            for (f, p, blk) in recheck {
+                st.check_block(f, p, blk, &mut next);
+            }
+            active = next;
         }
-        let mid = s + (e - s) / 2;
-        queries.push((
-            key,
-            ParityRange {
-                frame: f as u32,
-                pass: p as u16,
-                start: s as u32,
-                end: mid as u32,
-            },
-        ));
-    }
-    if !queries.is_empty() {
-        let reply = ask(
-            ctx,
-            stats,
-            Message::ParityQuery {
-                ranges: queries.iter().map(|q| q.1).collect(),
-            },
-        )?;
-        if reply.len() != queries.len() {
-            return Err(ProtocolError::Malformed(
-                "ParityReply length differs from the query".into(),
-            )
-            .into());
+        // A bisection dropped because another correction evened its range leaves its top block
+        // to the recheck above; a final sweep catches any block that still disagrees.
+        if !dropped_any {
+            return Ok(());
         }
-        for (i, (key, r)) in queries.iter().enumerate() {
-            let (f, p, _) = *key;
-            let (s, mid) = (r.start as usize, r.end as usize);
-            let (_, e, ap) = active[key];
-            let left = reply.get(i);
-            if views[f].parity(p, s, mid) != left {
-                active.insert(*key, (s, mid, left));
-            } else {
-                active.insert(*key, (mid, e, ap ^ left));
+        for f in 0..st.frames.len() {
+            for p in 0..st.layouts[f].len() {
+                for blk in 0..st.top[f][p].len() {
+                    st.check_block(f, p, blk, &mut active);
+                }
             }
         }
-    }
-    for key @ (f, p, j) in candidates {
-        if active.contains_key(&key) {
-            continue;
-        }
-        let n = views[f].bits[0].len();
-        let k = ks[f][p];
-        let (s, e) = (j * k, ((j + 1) * k).min(n));
-        let ap = top[f][p].get(j);
-        if views[f].parity(p, s, e) != ap {
-            active.insert(key, (s, e, ap));
+        if active.is_empty() {
+            return Ok(());
         }
     }
-    Ok(())
+}
+
+/// Start (or reuse) the layouts of `pass` for every frame in `which`; Bob's views gathered.
+fn start_pass(plan: &mut Plan, st: &mut BobState, pass: usize, which: &[usize]) {
+    for &f in which {
+        let n = st.len(f);
+        let layout = plan.layout(n, pass);
+        st.frames[f].ensure_view(pass, &layout);
+        if st.layouts[f].len() <= pass {
+            st.layouts[f].resize(pass + 1, layout.clone());
+            st.top[f].resize(pass + 1, BitVec::new());
+            st.active[f].resize(pass + 1, BitVec::new());
+        }
+        st.layouts[f][pass] = layout.clone();
+        st.active[f][pass] = BitVec::zeros(layout.blocks(n));
+    }
 }
 
 impl Reconciler for Cascade {
@@ -300,40 +620,62 @@ impl Reconciler for Cascade {
         frames: &[BitVec],
     ) -> Result<(Vec<bool>, EcStats)> {
         let mut stats = EcStats::default();
-        let max_n = frames.iter().map(|f| f.len()).max().unwrap_or(0);
-        let block_sizes = self.params.block_sizes(ctx.qber_estimate, max_n);
+        let max_n = frames.iter().map(BitVec::len).max().unwrap_or(0);
+        let sched = self.variant.schedule(ctx.qber_estimate, max_n);
         let seed = random_seed(ctx.rng);
-        ctx.channel.send(
-            &Message::CascadeStart {
-                seed,
-                block_sizes: block_sizes.clone(),
-            },
-            ctx.ledger,
-        )?;
+        let msg = Message::CascadeStart {
+            seed,
+            block_sizes: sched.block_sizes.iter().map(|&k| k as u32).collect(),
+            biconf_clean_rounds: sched.biconf_clean_rounds,
+        };
+        ctx.channel.send(&msg, ctx.ledger)?;
         stats.messages += 1;
-        let views: Vec<PassViews> = frames
-            .iter()
-            .enumerate()
-            .map(|(f, bits)| PassViews::new(bits, &seed, f, block_sizes.len(), false))
-            .collect();
+        let mut plan = Plan {
+            seed,
+            block_sizes: sched.block_sizes,
+            biconf_clean_rounds: sched.biconf_clean_rounds,
+            by_length: HashMap::new(),
+        };
+        let max_pass = plan.regular_passes()
+            + if plan.biconf_clean_rounds > 0 {
+                MAX_BICONF_ROUNDS
+            } else {
+                0
+            };
+        let mut bits: Vec<FrameBits> = frames.iter().map(|f| FrameBits::new(f.clone())).collect();
+        // Layouts per [frame][pass], looked up once.
+        let mut layouts: Vec<Vec<Option<Arc<PassLayout>>>> = vec![Vec::new(); frames.len()];
+        let mut layout_of = |plan: &mut Plan, f: usize, n: usize, p: usize| -> Arc<PassLayout> {
+            let v = &mut layouts[f];
+            if v.len() <= p {
+                v.resize(p + 1, None);
+            }
+            v[p].get_or_insert_with(|| plan.layout(n, p)).clone()
+        };
         loop {
             let msg = ctx.channel.recv(ctx.ledger)?;
             stats.messages += 1;
             let parities = match msg {
-                Message::CascadeTopQuery { pass } => {
+                Message::CascadeTopQuery {
+                    pass,
+                    frames: which,
+                } => {
                     let p = pass as usize;
-                    if p >= block_sizes.len() {
+                    if p >= max_pass || which.len() != bits.len() {
                         return Err(ProtocolError::Malformed(format!(
-                            "Cascade pass {p} out of range"
+                            "Cascade top query for pass {p}, {} frames",
+                            which.len()
                         ))
                         .into());
                     }
                     let mut out = BitVec::new();
-                    for v in &views {
-                        let n = v.bits[0].len();
-                        let k = (block_sizes[p] as usize).min(n).max(1);
-                        for (s, e) in top_blocks(n, k) {
-                            out.push(v.parity(p, s, e));
+                    for f in which.ones_iter() {
+                        let n = bits[f].x.len();
+                        let layout = layout_of(&mut plan, f, n, p);
+                        bits[f].ensure_view(p, &layout);
+                        for b in 0..layout.blocks(n) {
+                            let (s, e) = layout.block_range(n, b);
+                            out.push(bits[f].parity(p, &layout, b, s, e));
                         }
                     }
                     out
@@ -341,20 +683,37 @@ impl Reconciler for Cascade {
                 Message::ParityQuery { ranges } => {
                     let mut out = BitVec::with_capacity(ranges.len());
                     for r in &ranges {
-                        let v = views.get(r.frame as usize).ok_or_else(|| {
-                            ProtocolError::Malformed(format!(
-                                "Cascade frame {} out of range",
-                                r.frame
-                            ))
+                        let (f, p, blk, s, e) = (
+                            r.frame as usize,
+                            r.pass as usize,
+                            r.block as usize,
+                            r.start as usize,
+                            r.end as usize,
+                        );
+                        let fb = bits.get(f).ok_or_else(|| {
+                            ProtocolError::Malformed(format!("Cascade frame {f} out of range"))
                         })?;
-                        let (p, s, e) = (r.pass as usize, r.start as usize, r.end as usize);
-                        if p >= block_sizes.len() || s >= e || e > v.bits[0].len() {
+                        let n = fb.x.len();
+                        if p >= max_pass || s >= e || e > n {
                             return Err(ProtocolError::Malformed(format!(
                                 "bad parity range {r:?}"
                             ))
                             .into());
                         }
-                        out.push(v.parity(p, s, e));
+                        let layout = layout_of(&mut plan, f, n, p);
+                        if blk >= layout.blocks(n)
+                            || fb.views.get(p).is_none_or(|v| v.is_none())
+                                && matches!(
+                                    layout.as_ref(),
+                                    PassLayout::Permuted { perm: Some(_), .. }
+                                )
+                        {
+                            return Err(ProtocolError::Malformed(format!(
+                                "parity range {r:?} before its pass"
+                            ))
+                            .into());
+                        }
+                        out.push(fb.parity(p, &layout, blk, s, e));
                     }
                     out
                 }
@@ -379,98 +738,108 @@ impl Reconciler for Cascade {
         frames: &mut [BitVec],
     ) -> Result<(Vec<FrameOutcome>, EcStats)> {
         let mut stats = EcStats::default();
-        let (seed, block_sizes) = match ctx.channel.recv(ctx.ledger)? {
-            Message::CascadeStart { seed, block_sizes } => (seed, block_sizes),
+        let (seed, block_sizes, biconf) = match ctx.channel.recv(ctx.ledger)? {
+            Message::CascadeStart {
+                seed,
+                block_sizes,
+                biconf_clean_rounds,
+            } => (seed, block_sizes, biconf_clean_rounds),
             other => return Err(unexpected("CascadeStart", &other)),
         };
         stats.messages += 1;
-        if block_sizes.is_empty() || block_sizes.len() > 64 || block_sizes.contains(&0) {
-            return Err(
-                ProtocolError::Malformed(format!("Cascade block sizes {block_sizes:?}")).into(),
-            );
+        if block_sizes.is_empty()
+            || block_sizes.len() > 64
+            || block_sizes.contains(&0)
+            || biconf > 1000
+        {
+            return Err(ProtocolError::Malformed(format!(
+                "Cascade schedule {block_sizes:?}, BICONF {biconf}"
+            ))
+            .into());
         }
-        let passes = block_sizes.len();
-        let mut views: Vec<PassViews> = frames
-            .iter()
-            .enumerate()
-            .map(|(f, bits)| PassViews::new(bits, &seed, f, passes, true))
-            .collect();
-        let mut flipped = vec![0u64; frames.len()];
-        let ks: Vec<Vec<usize>> = views
-            .iter()
-            .map(|v| {
-                block_sizes
-                    .iter()
-                    .map(|&k| (k as usize).min(v.bits[0].len()).max(1))
-                    .collect()
-            })
-            .collect();
-        // Alice's top-level parities: [frame][pass] -> bits.
-        let mut top: Vec<Vec<BitVec>> = vec![Vec::new(); frames.len()];
-        // Active bisection per (frame, pass, top block): (start, end, alice parity of range).
-        let mut active: Active = BTreeMap::new();
-
-        for pass in 0..passes {
+        let reuse = self.variant.schedule(ctx.qber_estimate, 1).reuse;
+        let mut plan = Plan {
+            seed,
+            block_sizes: block_sizes.iter().map(|&k| k as usize).collect(),
+            biconf_clean_rounds: biconf,
+            by_length: HashMap::new(),
+        };
+        let nf = frames.len();
+        let mut st = BobState {
+            frames: frames.iter().map(|f| FrameBits::new(f.clone())).collect(),
+            flipped: vec![0; nf],
+            top: vec![Vec::new(); nf],
+            active: vec![Vec::new(); nf],
+            cache: ParityCache::default(),
+            reuse,
+            layouts: vec![Vec::new(); nf],
+        };
+        let all: Vec<usize> = (0..nf).collect();
+        let top_query = |ctx: &mut EcContext<'_>,
+                         stats: &mut EcStats,
+                         plan: &mut Plan,
+                         st: &mut BobState,
+                         pass: usize,
+                         which: &[usize]|
+         -> Result<Vec<Bisect>> {
+            start_pass(plan, st, pass, which);
+            let mut mask = BitVec::zeros(nf);
+            let mut expect = 0;
+            for &f in which {
+                mask.set(f, true);
+                expect += st.layouts[f][pass].blocks(st.len(f));
+            }
             let reply = ask(
                 ctx,
-                &mut stats,
-                Message::CascadeTopQuery { pass: pass as u16 },
+                stats,
+                Message::CascadeTopQuery {
+                    pass: pass as u16,
+                    frames: mask,
+                },
+                expect,
             )?;
-            let mut at = 0usize;
-            for (f, v) in views.iter().enumerate() {
-                let n = v.bits[0].len();
-                let k = ks[f][pass];
-                let nb = n.div_ceil(k);
-                if at + nb > reply.len() {
-                    return Err(ProtocolError::Malformed("ParityReply too short".into()).into());
-                }
-                let t = reply.slice(at, at + nb);
+            let mut at = 0;
+            let mut active = Vec::new();
+            for &f in which {
+                let nb = st.layouts[f][pass].blocks(st.len(f));
+                st.top[f][pass] = reply.slice(at, at + nb);
                 at += nb;
-                for (j, (s, e)) in top_blocks(n, k).enumerate() {
-                    if v.parity(pass, s, e) != t.get(j) {
-                        active.insert((f, pass, j), (s, e, t.get(j)));
-                    }
+                for b in 0..nb {
+                    st.check_block(f, pass, b, &mut active);
                 }
-                top[f].push(t);
             }
-            if at != reply.len() {
-                return Err(ProtocolError::Malformed("ParityReply too long".into()).into());
-            }
-            // Bisection rounds until no top block of any pass done so far has odd error parity.
-            loop {
-                while !active.is_empty() {
-                    bisection_round(
-                        ctx,
-                        &mut stats,
-                        &mut views,
-                        frames,
-                        &mut flipped,
-                        &ks,
-                        &top,
-                        &mut active,
-                        pass,
-                    )?;
-                }
-                // Final sweep (cheap, once per pass): ranges dropped mid-way leave their top
-                // block unchecked only if nothing else touched it.
-                for (f, v) in views.iter().enumerate() {
-                    for p in 0..=pass {
-                        for (j, (s, e)) in top_blocks(v.bits[0].len(), ks[f][p]).enumerate() {
-                            if v.parity(p, s, e) != top[f][p].get(j) {
-                                active.insert((f, p, j), (s, e, top[f][p].get(j)));
-                            }
-                        }
-                    }
-                }
-                if active.is_empty() {
+            Ok(active)
+        };
+        for pass in 0..plan.regular_passes() {
+            let active = top_query(ctx, &mut stats, &mut plan, &mut st, pass, &all)?;
+            settle(ctx, &mut stats, &mut st, active)?;
+        }
+        if biconf > 0 {
+            let mut clean = vec![0u32; nf];
+            for round in 0..MAX_BICONF_ROUNDS {
+                let which: Vec<usize> = (0..nf).filter(|&f| clean[f] < biconf).collect();
+                if which.is_empty() {
                     break;
                 }
+                let pass = plan.regular_passes() + round;
+                let active = top_query(ctx, &mut stats, &mut plan, &mut st, pass, &which)?;
+                for &f in &which {
+                    clean[f] = if active.iter().any(|b| b.frame as usize == f) {
+                        0
+                    } else {
+                        clean[f] + 1
+                    };
+                }
+                settle(ctx, &mut stats, &mut st, active)?;
             }
         }
         ctx.channel.send(&Message::CascadeDone, ctx.ledger)?;
         stats.messages += 1;
+        for (frame, fb) in frames.iter_mut().zip(st.frames) {
+            *frame = fb.x;
+        }
         Ok((
-            flipped
+            st.flipped
                 .into_iter()
                 .map(|n| FrameOutcome::Corrected { flipped: n })
                 .collect(),
