@@ -1,4 +1,5 @@
-//! `qkd bench ec`: reconciliation over simulated BSC noise, one row per method and QBER.
+//! `qkd bench ec`: reconciliation over simulated BSC noise, one row per method and QBER
+//! (`qkd bench pa` lives in `bench_pa.rs`).
 
 use super::output::{TermProgress, rate, write_json};
 use super::svg;
@@ -19,6 +20,8 @@ use std::path::PathBuf;
 pub enum BenchCommand {
     /// Error correction: efficiency, frame error rate and throughput per QBER.
     Ec(EcArgs),
+    /// Privacy amplification: Toeplitz hashing throughput per block size and algorithm.
+    Pa(super::bench_pa::PaArgs),
 }
 
 #[derive(Args)]
@@ -187,6 +190,7 @@ fn reference_row(a: &EcArgs, ldpc: &LdpcSettings, q: f64, kernels: Kernels) -> R
 pub fn run(a: BenchArgs) -> Result<u8> {
     match a.command {
         BenchCommand::Ec(e) => ec(e),
+        BenchCommand::Pa(p) => super::bench_pa::pa(p),
     }
 }
 

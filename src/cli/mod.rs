@@ -2,6 +2,7 @@
 
 mod amplify;
 mod bench;
+mod bench_pa;
 mod codes;
 mod demo;
 mod distill;
@@ -33,7 +34,7 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Toeplitz-hash a file (privacy amplification of an arbitrary bit string).
     Amplify(amplify::AmplifyArgs),
-    /// Benchmarks (error correction).
+    /// Benchmarks: error correction (`ec`) and privacy amplification (`pa`).
     Bench(bench::BenchArgs),
     /// The built-in LDPC codes: list, inspect, export/import alist, regenerate.
     Codes(codes::CodesArgs),

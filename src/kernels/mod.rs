@@ -14,11 +14,14 @@
 //! Set `QKD_ISA=portable` (or `x86-v2`, `x86-v3`, `avx512`) to force a path; an unavailable choice
 //! falls back to the best available one below it.
 
+pub mod gf2x;
 pub mod ldpc;
 pub mod ntt;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+#[cfg(target_arch = "x86_64")]
+mod x86_gf2x;
 
 use std::fmt;
 
@@ -89,6 +92,14 @@ pub type NttForwardFn = fn(a: &mut [u32], twiddles: &[u32]);
 pub type NttInverseFn = fn(a: &mut [u32], twiddles: &[u32], len_inv: u32);
 /// Pointwise Montgomery product (see [`ntt::pointwise`]).
 pub type NttPointwiseFn = fn(a: &mut [u32], b: &[u32]);
+/// Additive-FFT butterflies over a pair of slices with one constant (see [`gf2x`]).
+pub type AfftButterflyFn = fn(lo: &mut [u64], hi: &mut [u64], c: u64);
+/// All layers of an additive-FFT chunk (see [`gf2x::afft_chunk_forward`]).
+pub type AfftChunkFn = fn(data: &mut [u64], tw: &[u64], base: &[u64]);
+/// Pointwise GF(2^64) product `a ← a·b`.
+pub type Gf64MulSliceFn = fn(a: &mut [u64], b: &[u64]);
+/// `dst ← dst ⊕ src`.
+pub type XorSliceFn = fn(dst: &mut [u64], src: &[u64]);
 /// Layered min-sum decoding of a QC-LDPC frame (see [`ldpc::nms_decode`]).
 pub type NmsDecodeFn =
     fn(&ldpc::QcLayout, &[u64], ldpc::NmsParams, &mut ldpc::NmsScratch) -> ldpc::NmsOutcome;
@@ -108,6 +119,12 @@ pub struct Kernels {
     ntt_inverse: NttInverseFn,
     ntt_pointwise: NttPointwiseFn,
     nms_decode: NmsDecodeFn,
+    afft_butterfly_forward: AfftButterflyFn,
+    afft_butterfly_inverse: AfftButterflyFn,
+    afft_chunk_forward: AfftChunkFn,
+    afft_chunk_inverse: AfftChunkFn,
+    gf64_mul_slice: Gf64MulSliceFn,
+    xor_slice: XorSliceFn,
 }
 
 impl fmt::Debug for Kernels {
@@ -132,6 +149,12 @@ impl Kernels {
             ntt_inverse: ntt::inverse,
             ntt_pointwise: ntt::pointwise,
             nms_decode: ldpc::nms_decode,
+            afft_butterfly_forward: gf2x::afft_butterfly_forward,
+            afft_butterfly_inverse: gf2x::afft_butterfly_inverse,
+            afft_chunk_forward: gf2x::afft_chunk_forward,
+            afft_chunk_inverse: gf2x::afft_chunk_inverse,
+            gf64_mul_slice: gf2x::gf64_mul_slice,
+            xor_slice: gf2x::xor_slice,
         }
     }
 
@@ -246,6 +269,61 @@ impl Kernels {
     ) -> ldpc::NmsOutcome {
         (self.nms_decode)(layout, syndrome, params, scratch)
     }
+
+    /// Forward additive-FFT butterflies `lo ← lo + c·hi; hi ← hi + lo` (see [`gf2x`]).
+    #[inline]
+    pub fn afft_butterfly_forward(&self, lo: &mut [u64], hi: &mut [u64], c: u64) {
+        assert_eq!(lo.len(), hi.len(), "butterfly halves");
+        (self.afft_butterfly_forward)(lo, hi, c)
+    }
+
+    /// Inverse additive-FFT butterflies `hi ← hi + lo; lo ← lo + c·hi`.
+    #[inline]
+    pub fn afft_butterfly_inverse(&self, lo: &mut [u64], hi: &mut [u64], c: u64) {
+        assert_eq!(lo.len(), hi.len(), "butterfly halves");
+        (self.afft_butterfly_inverse)(lo, hi, c)
+    }
+
+    /// Every layer of one chunk, top first (see [`gf2x::afft_chunk_forward`]).
+    #[inline]
+    pub fn afft_chunk_forward(&self, data: &mut [u64], tw: &[u64], base: &[u64]) {
+        check_chunk(data, tw, base);
+        (self.afft_chunk_forward)(data, tw, base)
+    }
+
+    /// Inverse of [`Kernels::afft_chunk_forward`].
+    #[inline]
+    pub fn afft_chunk_inverse(&self, data: &mut [u64], tw: &[u64], base: &[u64]) {
+        check_chunk(data, tw, base);
+        (self.afft_chunk_inverse)(data, tw, base)
+    }
+
+    /// Pointwise product `a ← a·b` in GF(2^64).
+    #[inline]
+    pub fn gf64_mul_slice(&self, a: &mut [u64], b: &[u64]) {
+        assert_eq!(a.len(), b.len(), "gf64_mul_slice: length mismatch");
+        (self.gf64_mul_slice)(a, b)
+    }
+
+    /// `dst ← dst ⊕ src`.
+    #[inline]
+    pub fn xor_slice(&self, dst: &mut [u64], src: &[u64]) {
+        assert_eq!(dst.len(), src.len(), "xor_slice: length mismatch");
+        (self.xor_slice)(dst, src)
+    }
+}
+
+fn check_chunk(data: &[u64], tw: &[u64], base: &[u64]) {
+    assert!(
+        data.len().is_power_of_two() && data.len() >= 2,
+        "additive-FFT chunk length {} is not a power of two ≥ 2",
+        data.len()
+    );
+    assert!(tw.len() >= data.len() / 2, "twiddle table too short");
+    assert!(
+        base.len() >= gf2x::chunk_layers(data.len()),
+        "layer offsets too short"
+    );
 }
 
 impl Default for Kernels {

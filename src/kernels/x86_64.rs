@@ -3,6 +3,7 @@
 //! Every `#[target_feature]` function here is reached only through a safe wrapper stored in a
 //! [`Kernels`] table built by [`kernels`], which checks the features first.
 
+use super::x86_gf2x as gf2x;
 use super::{Isa, Kernels, portable};
 use std::arch::x86_64::*;
 
@@ -46,6 +47,12 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
         ntt_inverse: super::ntt::inverse,
         ntt_pointwise: super::ntt::pointwise,
         nms_decode: super::ldpc::nms_decode,
+        afft_butterfly_forward: gf2x::butterfly_forward_pclmul,
+        afft_butterfly_inverse: gf2x::butterfly_inverse_pclmul,
+        afft_chunk_forward: gf2x::chunk_forward_pclmul,
+        afft_chunk_inverse: gf2x::chunk_inverse_pclmul,
+        gf64_mul_slice: gf2x::mul_slice_pclmul,
+        xor_slice: super::gf2x::xor_slice,
     };
     match isa {
         Isa::Portable => Some(Kernels::portable()),
@@ -70,6 +77,14 @@ pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
             k.popcount = popcount_avx512;
             k.xor_popcount = xor_popcount_avx512;
             k.and_popcount = and_popcount_avx512;
+            k.xor_slice = gf2x::xor_slice_avx512;
+            if is_x86_feature_detected!("vpclmulqdq") {
+                k.afft_butterfly_forward = gf2x::butterfly_forward_avx512;
+                k.afft_butterfly_inverse = gf2x::butterfly_inverse_avx512;
+                k.afft_chunk_forward = gf2x::chunk_forward_avx512;
+                k.afft_chunk_inverse = gf2x::chunk_inverse_avx512;
+                k.gf64_mul_slice = gf2x::mul_slice_avx512;
+            }
             Some(k)
         }
         _ => None,

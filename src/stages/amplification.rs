@@ -9,19 +9,24 @@ use crate::classical::{Message, unexpected};
 use crate::error::{Error, ProtocolError, Result};
 use crate::parameter_estimation::finite_key;
 use crate::pipeline::Stage;
-use crate::privacy_amplification::ToeplitzPlan;
+use crate::privacy_amplification::{ToeplitzPlan, ToeplitzScratch};
 use crate::protocol::Role;
 use rand::Rng;
 
 /// The privacy-amplification stage of one party.
 pub struct AmplificationStage {
     io: StageIo,
+    /// Transform buffers reused from block to block (wiped after every hash).
+    scratch: ToeplitzScratch,
 }
 
 impl AmplificationStage {
     /// A stage talking over `io`.
     pub fn new(io: StageIo) -> Self {
-        AmplificationStage { io }
+        AmplificationStage {
+            io,
+            scratch: ToeplitzScratch::new(),
+        }
     }
 }
 
@@ -98,7 +103,7 @@ impl Stage for AmplificationStage {
                 other => return Err(unexpected("AmplifySeed", &other)),
             },
         };
-        let key = plan.hash(&s.kernels, &seed, block.key.bits());
+        let key = plan.hash_with(&s.kernels, &seed, block.key.bits(), &mut self.scratch);
         block.report.amplification = Some(AmplificationReport {
             input_bits: n as u64,
             bound_bits,
