@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         overwrite: true,
         deterministic_seed: None,
         kernels: Kernels::detect(),
+        frame_tap: None,
     };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(pulses));

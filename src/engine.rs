@@ -6,7 +6,7 @@
 //! a party on its own machine over a network link.
 
 use crate::block::{BlockOutcome, BlockReport};
-use crate::classical::{ChannelStats, InMemoryLink, Link, Message, unexpected};
+use crate::classical::{ChannelStats, FrameTap, InMemoryLink, Link, Message, unexpected};
 use crate::config::DistillSettings;
 use crate::error::{AbortReason, ConfigError, Error, ProtocolError, Result};
 use crate::io::{DetectionLog, PrepLog, RunId};
@@ -41,6 +41,77 @@ pub struct DistillOptions {
     pub deterministic_seed: Option<u64>,
     /// Kernels.
     pub kernels: Kernels,
+    /// Observer of every classical-channel frame (audits; `None` in normal runs).
+    pub frame_tap: Option<FrameTap>,
+}
+
+/// The security statement of a run, term by term (docs/security.md lists the same terms).
+///
+/// The keys are ε-secure with ε = ε_sec + ε_cor (composable definition of Tomamichel,
+/// Lim, Gisin, Renner, Nat. Commun. 3, 634 (2012)); ε_sec itself is the sum of the 21 terms
+/// of Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307 (2014), App. B, each set to ε_sec/21.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityAccount {
+    /// Secrecy ε_sec.
+    pub epsilon_sec: f64,
+    /// Correctness ε_cor.
+    pub epsilon_cor: f64,
+    /// ε_sec + ε_cor.
+    pub epsilon_total: f64,
+    /// Each of the 21 terms of Lim et al.'s composition ε_sec = 2(2α₁ + α₂ + α₃) + ν + 10ε₁
+    /// + 2ε₂ (Hoeffding bounds of the decoy counts, the sampling bound of the phase error,
+    /// the smoothing and the leftover-hash term), all set to ε_sec/21.
+    pub epsilon_per_term: f64,
+    /// Bits charged for them: 6·log₂(21/ε_sec) per block.
+    pub security_cost_bits_per_block: f64,
+    /// Verification: the largest per-block bound on a wrong frame passing the tags (must be
+    /// ≤ ε_cor).
+    pub verification_collision_bound_max: f64,
+    /// The formula for each block's length.
+    pub bound: String,
+    /// What is subtracted from each block (the ledger kinds `error_correction` and
+    /// `verification`, plus the bits of discarded frames) and what is not.
+    pub subtracted: Vec<String>,
+    /// Disclosed but not subtracted, with the reason.
+    pub not_subtracted: Vec<String>,
+}
+
+impl SecurityAccount {
+    /// The account for `settings` and the blocks of a run.
+    pub fn new(settings: &DistillSettings, blocks: &[BlockReport]) -> SecurityAccount {
+        let eps = settings.epsilon_sec;
+        SecurityAccount {
+            epsilon_sec: eps,
+            epsilon_cor: settings.epsilon_cor,
+            epsilon_total: eps + settings.epsilon_cor,
+            epsilon_per_term: eps / 21.0,
+            security_cost_bits_per_block: 6.0 * (21.0 / eps).log2(),
+            verification_collision_bound_max: blocks
+                .iter()
+                .filter_map(|b| b.verification.as_ref().map(|v| v.collision_bound))
+                .fold(0.0, f64::max),
+            bound: "ℓ = ⌊s₀ + s₁(1 − h(φ)) − 6 log₂(21/ε_sec) − λ_EC − max(tag bits, \
+                    log₂(2/ε_cor)) − discarded⌋, rounded down to whole bytes \
+                    (Lim et al. 2014, Eq. 1)"
+                .into(),
+            subtracted: vec![
+                "error_correction: Cascade parity answers, LDPC syndromes (minus punctured \
+                 bits), revealed bits"
+                    .into(),
+                "verification: 64-bit hash tags, at least log₂(2/ε_cor)".into(),
+                "discarded frames: bits of frames whose tags failed".into(),
+            ],
+            not_subtracted: vec![
+                "sifting: slots, bases, intensity classes (independent of bit values)".into(),
+                "test_basis: test-basis bits (not key bits; they give φ)".into(),
+                "qber_sample: key-basis bits disclosed and removed from the key".into(),
+                "public_randomness: seeds of permutations, samples, hash keys, Toeplitz \
+                 matrices (independent of the key)"
+                    .into(),
+                "control: counts, flags, acknowledgements computable from the above".into(),
+            ],
+        }
+    }
 }
 
 /// How a run ended.
@@ -133,6 +204,9 @@ pub struct DistillReport {
     pub deterministic_rng: bool,
     /// Classical-channel traffic sent by Alice and by Bob.
     pub channel: ChannelStats,
+    /// Every ε term of the security statement and every subtracted kind of disclosure
+    /// (docs/security.md).
+    pub security: SecurityAccount,
     /// Per-block details (Bob's view, which includes the corrected error counts).
     pub blocks: Vec<BlockReport>,
     /// Per-stage metrics.
@@ -357,6 +431,18 @@ pub fn distill(
         ))
         .into());
     }
+    // Resolve an automatic block size from the input: the expected sifted key-basis bits are
+    // the detections where both chose the key basis, less the error-estimation sample.
+    let mut resolved = opts.clone();
+    if resolved.settings.block_bits == 0 {
+        let p_key = prep.meta().decoy.prob_key_basis;
+        let expected = det.total_records() as f64
+            * p_key
+            * p_key
+            * (1.0 - resolved.settings.qber_sample_fraction);
+        resolved.settings.block_bits = crate::config::auto_block_bits(expected as u64);
+    }
+    let opts = &resolved;
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let files = KeyFiles {
         alice: opts.out_dir.join("alice.key"),
@@ -371,7 +457,7 @@ pub fn distill(
             .into());
         }
     }
-    let (la, lb) = InMemoryLink::pair();
+    let (la, lb) = InMemoryLink::pair_tapped(opts.frame_tap.clone());
     let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
     let total_slots = prep.total_slots();
     let run_id = prep.header().run_id.to_string();
@@ -544,6 +630,7 @@ pub fn distill(
         isa: opts.kernels.isa().to_string(),
         deterministic_rng: opts.deterministic_seed.is_some(),
         channel,
+        security: SecurityAccount::new(&opts.settings, &blocks),
         blocks,
         stages: PartyMetrics {
             alice: alice.metrics,

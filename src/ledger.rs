@@ -1,4 +1,5 @@
-//! The leakage ledger: every bit disclosed on the classical channel, by kind.
+//! The leakage ledger: every bit disclosed on the classical channel, by kind (docs/security.md
+//! lists these kinds together with every ε term of the security statement).
 //!
 //! The classical channel records each message's disclosure here when it is sent *and* when it is
 //! received ([`crate::classical::ClassicalChannel`]), so Alice's and Bob's ledgers of a block are

@@ -20,6 +20,7 @@ fn opts(out: &Path, settings: DistillSettings, seed: Option<u64>) -> DistillOpti
         overwrite: false,
         deterministic_seed: seed,
         kernels: Kernels::detect(),
+        frame_tap: None,
     }
 }
 
@@ -91,6 +92,32 @@ fn lim_secret_length(
     s0x + s1x * (1.0 - h(phi)) - 6.0 * (21.0 / eps_sec).log2() - leak
 }
 
+/// Every block's ℓ equals Lim et al.'s formula evaluated by hand on the block's reported
+/// counts and ledger, and the key written is ℓ rounded down to whole bytes.
+fn check_lengths_by_hand(r: &DistillReport, settings: &DistillSettings) {
+    for blk in &r.blocks {
+        let Some(amp) = blk.amplification.as_ref() else {
+            continue;
+        };
+        let c = blk.decoy_counts.unwrap();
+        let v = blk.verification.as_ref().unwrap();
+        let tag_bits = blk.ledger.verification_bits as f64;
+        let ev = tag_bits.max((2.0 / settings.epsilon_cor).log2());
+        let leak = blk.ledger.error_correction_bits as f64 + ev + v.discarded_bits as f64;
+        let l = lim_secret_length(
+            &r.decoy,
+            c.n_key,
+            c.n_test,
+            c.m_test,
+            settings.epsilon_sec,
+            leak,
+        );
+        let expect = (l.floor().max(0.0) as u64).min(amp.input_bits);
+        assert_eq!(amp.bound_bits, expect, "block {}", blk.id);
+        assert_eq!(blk.secret_bits, amp.bound_bits / 8 * 8);
+    }
+}
+
 #[test]
 fn keys_are_identical_and_their_length_is_the_finite_key_bound() {
     let dir = Scratch::new("e2e");
@@ -130,23 +157,8 @@ fn keys_are_identical_and_their_length_is_the_finite_key_bound() {
         r.qber
     );
     // Every block's length is the bound, recomputed independently from the reported counts.
+    check_lengths_by_hand(&r, &settings);
     for blk in &r.blocks {
-        let c = blk.decoy_counts.unwrap();
-        let v = blk.verification.as_ref().unwrap();
-        let tag_bits = blk.ledger.verification_bits as f64;
-        let ev = tag_bits.max((2.0 / settings.epsilon_cor).log2());
-        let leak = blk.ledger.error_correction_bits as f64 + ev + v.discarded_bits as f64;
-        let l = lim_secret_length(
-            &r.decoy,
-            c.n_key,
-            c.n_test,
-            c.m_test,
-            settings.epsilon_sec,
-            leak,
-        );
-        let amp = blk.amplification.as_ref().unwrap();
-        assert_eq!(amp.bound_bits, l.floor() as u64, "block {}", blk.id);
-        assert_eq!(blk.secret_bits, amp.bound_bits / 8 * 8);
         // The ledger counts what was disclosed: all of Alice's Cascade answers and tags.
         assert!(blk.ledger.error_correction_bits > 0 && blk.ledger.verification_bits >= 64);
         // Cascade's efficiency is in the published range for the original protocol.
@@ -397,5 +409,135 @@ fn every_cascade_variant_gives_identical_keys() {
             .efficiency
             .unwrap();
         assert!((1.0..1.25).contains(&f), "{}: f = {f}", v.name());
+    }
+}
+
+/// Bits counted on the wire, by the kind of information they carry.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WireCount {
+    sifting: u64,
+    test_basis: u64,
+    qber_sample: u64,
+    error_correction: u64,
+    verification: u64,
+    public_randomness: u64,
+}
+
+/// Count one frame from its decoded fields. The match is exhaustive on purpose: a new message
+/// type must be classified here before this audit compiles.
+fn count_frame(frame: &[u8], c: &mut WireCount) {
+    use qkd_distill::classical::Message::*;
+    match qkd_distill::classical::Message::decode(frame).expect("every frame decodes") {
+        // Session set-up and control: no information about key bits.
+        Hello { .. } | HelloAck { .. } | EstimationReply { .. } | CascadeTopQuery { .. } => {}
+        ParityQuery { .. } | CascadeDone | LdpcStatus { .. } | VerifyResult { .. } => {}
+        Abort { .. } => {}
+        SiftAnnounce { bases, .. } => c.sifting += bases.len() as u64,
+        SiftReply {
+            matched,
+            int0,
+            int1,
+        } => c.sifting += (matched.len() + int0.len() + int1.len()) as u64,
+        EstimationRequest {
+            seed,
+            sample_bits,
+            test_bits,
+            ..
+        } => {
+            c.public_randomness += 8 * seed.len() as u64;
+            c.qber_sample += sample_bits.len() as u64;
+            c.test_basis += test_bits.len() as u64;
+        }
+        CascadeStart { seed, .. } => c.public_randomness += 8 * seed.len() as u64,
+        ParityReply { parities } => c.error_correction += parities.len() as u64,
+        LdpcSyndromes {
+            seed,
+            punctured,
+            syndromes,
+            ..
+        } => {
+            c.public_randomness += 8 * seed.len() as u64;
+            c.error_correction += syndromes
+                .iter()
+                .map(|s| s.len() as u64 - u64::from(punctured))
+                .sum::<u64>();
+        }
+        LdpcReveal { values } => c.error_correction += values.len() as u64,
+        VerifyTags { keys, tags } => {
+            c.public_randomness += 64 * keys.len() as u64;
+            c.verification += 64 * tags.len() as u64;
+        }
+        AmplifySeed { seed, .. } => c.public_randomness += seed.len() as u64,
+    }
+}
+
+#[test]
+fn ledger_equals_the_bits_counted_at_the_transport() {
+    use qkd_distill::classical::FrameTap;
+    use qkd_distill::config::ReconciliationMethod;
+    use std::sync::Mutex;
+    let dir = Scratch::new("audit");
+    simulate(dir.path(), 30_000_000, 21, &short_link());
+    for (i, method) in [ReconciliationMethod::Cascade, ReconciliationMethod::Ldpc]
+        .into_iter()
+        .enumerate()
+    {
+        let frames: Arc<Mutex<Vec<(usize, u32, Vec<u8>)>>> = Arc::default();
+        let sink = frames.clone();
+        let settings = DistillSettings {
+            block_bits: 1 << 19,
+            reconciliation: method,
+            ..Default::default()
+        };
+        let mut o = opts(&dir.join(&format!("keys{i}")), settings.clone(), None);
+        o.frame_tap = Some(FrameTap(Arc::new(move |side, stream, f: &[u8]| {
+            sink.lock().unwrap().push((side, stream, f.to_vec()));
+        })));
+        let r = distill(
+            &dir.join("alice.qpl"),
+            &dir.join("bob.qdl"),
+            &o,
+            Arc::new(NoProgress),
+        )
+        .unwrap();
+        assert_eq!(r.outcome, RunOutcome::Key, "{method:?}: {:?}", r.abort_reason);
+        assert!(r.blocks.len() >= 2, "several blocks with their own statistics");
+        let frames = frames.lock().unwrap();
+        let mut wire = WireCount::default();
+        for (_, _, f) in frames.iter() {
+            count_frame(f, &mut wire);
+        }
+        let l = &r.ledger;
+        let ledger = WireCount {
+            sifting: l.sifting_bits,
+            test_basis: l.test_basis_bits,
+            qber_sample: l.qber_sample_bits,
+            error_correction: l.error_correction_bits,
+            verification: l.verification_bits,
+            public_randomness: l.public_randomness_bits,
+        };
+        assert_eq!(wire, ledger, "{method:?}: wire count vs ledger");
+        assert!(wire.error_correction > 0 && wire.verification > 0);
+        // Both parties' traffic is in the report (the session handshake aside), and every
+        // frame went through the tap.
+        let handshake = frames
+            .iter()
+            .filter(|(_, _, f)| {
+                matches!(
+                    qkd_distill::classical::Message::decode(f),
+                    Ok(qkd_distill::classical::Message::Hello { .. }
+                        | qkd_distill::classical::Message::HelloAck { .. })
+                )
+            })
+            .count();
+        assert_eq!(handshake, 2);
+        assert_eq!(
+            r.channel.messages_sent,
+            (frames.len() - handshake) as u64,
+            "{method:?}: frames"
+        );
+        // The subtracted total is λ_EC + tags, and each block's length is the bound.
+        assert_eq!(r.leaked_bits, wire.error_correction + wire.verification);
+        check_lengths_by_hand(&r, &settings);
     }
 }

@@ -140,22 +140,62 @@ type Pending = HashMap<
     ),
 >;
 
+/// An observer of every frame put on the wire: `(side, stream, frame)` with side 0 for Alice
+/// and 1 for Bob. Used by audits that count the disclosed bits independently of the ledger.
+#[derive(Clone)]
+pub struct FrameTap(pub Arc<dyn Fn(usize, u32, &[u8]) + Send + Sync>);
+
+impl std::fmt::Debug for FrameTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameTap")
+    }
+}
+
+/// A transport that shows every sent frame to a [`FrameTap`] before sending it.
+struct TappedTransport {
+    inner: Box<dyn Transport>,
+    tap: FrameTap,
+    side: usize,
+    stream: u32,
+}
+
+impl Transport for TappedTransport {
+    fn send(&mut self, frame: Vec<u8>) -> std::result::Result<(), crate::error::TransportError> {
+        (self.tap.0)(self.side, self.stream, &frame);
+        self.inner.send(frame)
+    }
+    fn recv(&mut self) -> std::result::Result<Vec<u8>, crate::error::TransportError> {
+        self.inner.recv()
+    }
+}
+
 /// One party's end of an in-process link.
 pub struct InMemoryLink {
     side: usize,
     pending: Arc<Mutex<Pending>>,
+    tap: Option<FrameTap>,
 }
 
 impl InMemoryLink {
     /// Two connected links (Alice's, Bob's).
     pub fn pair() -> (InMemoryLink, InMemoryLink) {
+        Self::pair_tapped(None)
+    }
+
+    /// Two connected links whose sent frames are shown to `tap`.
+    pub fn pair_tapped(tap: Option<FrameTap>) -> (InMemoryLink, InMemoryLink) {
         let pending = Arc::new(Mutex::new(HashMap::new()));
         (
             InMemoryLink {
                 side: 0,
                 pending: pending.clone(),
+                tap: tap.clone(),
             },
-            InMemoryLink { side: 1, pending },
+            InMemoryLink {
+                side: 1,
+                pending,
+                tap,
+            },
         )
     }
 }
@@ -174,7 +214,15 @@ impl Link for InMemoryLink {
         };
         let end =
             end.ok_or_else(|| ProtocolError::Malformed(format!("stream {id} opened twice")))?;
-        Ok(ClassicalChannel::new(Box::new(end)))
+        Ok(match &self.tap {
+            None => ClassicalChannel::new(Box::new(end)),
+            Some(tap) => ClassicalChannel::new(Box::new(TappedTransport {
+                inner: Box::new(end),
+                tap: tap.clone(),
+                side: self.side,
+                stream: id,
+            })),
+        })
     }
 }
 

@@ -74,6 +74,7 @@ pub fn run(a: DemoArgs) -> Result<u8> {
         overwrite: true,
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
+        frame_tap: None,
     };
     let report = distill(&sim.files.alice, &sim.files.bob, &opts, progress)?;
     if let Some(r) = &a.report {

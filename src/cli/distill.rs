@@ -12,9 +12,11 @@ use std::sync::Arc;
 /// Settings of the distillation (shared by `distill` and `demo`).
 #[derive(Args, Clone, Debug)]
 pub struct SettingsArgs {
-    /// Target sifted key bits per block (finite-key and privacy-amplification unit).
-    #[arg(long, default_value_t = DistillSettings::default().block_bits)]
-    pub block_bits: u64,
+    /// Sifted key bits per block: the unit of the finite-key bound and of privacy
+    /// amplification (1024 … 2^30), or `auto` (from the input size: 2^20 … 2^27 bits, at least
+    /// two blocks when the data allows).
+    #[arg(long, visible_alias = "block-bits", default_value = "auto", value_parser = parse_block_bits)]
+    pub pa_block_bits: u64,
     /// Error-correction frame length in bits.
     #[arg(long, default_value_t = DistillSettings::default().ec_frame_bits)]
     pub ec_frame_bits: u64,
@@ -53,10 +55,36 @@ pub struct SettingsArgs {
     pub insecure_deterministic_rng: Option<u64>,
 }
 
+/// `auto` → 0 (resolved by the engine), otherwise a bit count (`2^24` and `16M` accepted).
+fn parse_block_bits(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "auto" {
+        return Ok(0);
+    }
+    if let Some(e) = t.strip_prefix("2^") {
+        return e
+            .parse::<u32>()
+            .ok()
+            .filter(|&e| e < 63)
+            .map(|e| 1u64 << e)
+            .ok_or_else(|| format!("bad power of two `{s}`"));
+    }
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(mult))
+        .ok_or_else(|| format!("expected a number of bits, 2^N, or auto; got `{s}`"))
+}
+
 impl SettingsArgs {
     pub fn settings(&self) -> Result<DistillSettings> {
         let s = DistillSettings {
-            block_bits: self.block_bits,
+            block_bits: self.pa_block_bits,
             ec_frame_bits: self.ec_frame_bits,
             cascade_variant: qkd_distill::error_correction::cascade::CascadeVariant::parse(
                 &self.cascade_variant,
@@ -117,6 +145,7 @@ pub fn run(a: DistillArgs) -> Result<u8> {
         overwrite: a.force,
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
+        frame_tap: None,
     };
     let progress = Arc::new(TermProgress::new(a.json));
     let report = distill(&a.alice, &a.bob, &opts, progress)?;
@@ -139,6 +168,10 @@ pub fn print_summary(r: &DistillReport) {
         thousands(r.total_slots)
     );
     println!("  detections        {}", thousands(r.detections));
+    println!(
+        "  block size        {} sifted bits (finite-key and privacy-amplification unit)",
+        thousands(r.settings.block_bits)
+    );
     println!("  sifted key bits   {}", thousands(r.sifted_bits));
     let test_qber = r
         .blocks
