@@ -360,7 +360,10 @@ fn ldpc_reconciliation_gives_identical_keys() {
         ldpc_efficiency: 1.2,
         ..Default::default()
     };
-    let r = run(&dir, "keys", settings, None).unwrap();
+    // Fixed protocol randomness: with 102 400-bit frames, one frame that fails after every
+    // blind retry (FER ≈ 1–6 % at 2–3 % QBER, PERFORMANCE.md) costs a tenth of a block, so an
+    // unlucky draw can leave a block without key; the test must not depend on that draw.
+    let r = run(&dir, "keys", settings, Some(81)).unwrap();
     assert_eq!(r.outcome, RunOutcome::Key, "{:?}", r.abort_reason);
     let a = std::fs::read(dir.join("keys/alice.key")).unwrap();
     assert_eq!(a, std::fs::read(dir.join("keys/bob.key")).unwrap());
@@ -477,7 +480,17 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
     use qkd_distill::config::ReconciliationMethod;
     use std::sync::Mutex;
     let dir = Scratch::new("audit");
-    simulate(dir.path(), 30_000_000, 21, &short_link());
+    // ≈ 3 % QBER: where the built-in LDPC codes work (PERFORMANCE.md), with a failed frame
+    // whose bits must show up as discarded (protocol seed 5).
+    simulate(
+        dir.path(),
+        60_000_000,
+        21,
+        &LinkParams {
+            misalignment: 0.025,
+            ..short_link()
+        },
+    );
     for (i, method) in [ReconciliationMethod::Cascade, ReconciliationMethod::Ldpc]
         .into_iter()
         .enumerate()
@@ -485,11 +498,12 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
         let frames: Arc<Mutex<Vec<(usize, u32, Vec<u8>)>>> = Arc::default();
         let sink = frames.clone();
         let settings = DistillSettings {
-            block_bits: 1 << 19,
+            block_bits: 1 << 21,
             reconciliation: method,
             ..Default::default()
         };
-        let mut o = opts(&dir.join(&format!("keys{i}")), settings.clone(), None);
+        // Fixed protocol randomness so that the run (and its frame failures) is reproducible.
+        let mut o = opts(&dir.join(&format!("keys{i}")), settings.clone(), Some(5));
         o.frame_tap = Some(FrameTap(Arc::new(move |side, stream, f: &[u8]| {
             sink.lock().unwrap().push((side, stream, f.to_vec()));
         })));
@@ -518,6 +532,15 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
         };
         assert_eq!(wire, ledger, "{method:?}: wire count vs ledger");
         assert!(wire.error_correction > 0 && wire.verification > 0);
+        if method == ReconciliationMethod::Ldpc {
+            let discarded: u64 = r
+                .blocks
+                .iter()
+                .filter_map(|b| b.verification.as_ref())
+                .map(|v| v.discarded_bits)
+                .sum();
+            assert!(discarded > 0, "this run has a failed LDPC frame to account for");
+        }
         // Both parties' traffic is in the report (the session handshake aside), and every
         // frame went through the tap.
         let handshake = frames
