@@ -143,10 +143,7 @@ impl DistillSettings {
         if self.block_bits != 0 && !(1024..=MAX_BLOCK_BITS).contains(&self.block_bits) {
             return Err(ConfigError::invalid(
                 "pa-block-bits",
-                format!(
-                    "{} must be in [1024, 2^30] (or auto)",
-                    self.block_bits
-                ),
+                format!("{} must be in [1024, 2^30] (or auto)", self.block_bits),
             ));
         }
         if self.ec_frame_bits < 64 || self.ec_frame_bits > u32::MAX as u64 {

@@ -58,9 +58,9 @@ pub struct SecurityAccount {
     pub epsilon_cor: f64,
     /// ε_sec + ε_cor.
     pub epsilon_total: f64,
-    /// Each of the 21 terms of Lim et al.'s composition ε_sec = 2(2α₁ + α₂ + α₃) + ν + 10ε₁
-    /// + 2ε₂ (Hoeffding bounds of the decoy counts, the sampling bound of the phase error,
-    /// the smoothing and the leftover-hash term), all set to ε_sec/21.
+    /// Each of the 21 terms of Lim et al.'s composition ε_sec = 2(2α₁ + α₂ + α₃) + ν +
+    /// 10ε₁ + 2ε₂ (Hoeffding bounds of the decoy counts, the sampling bound of the phase
+    /// error, the smoothing and the leftover-hash term), all set to ε_sec/21.
     pub epsilon_per_term: f64,
     /// Bits charged for them: 6·log₂(21/ε_sec) per block.
     pub security_cost_bits_per_block: f64,

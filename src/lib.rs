@@ -42,6 +42,7 @@ pub mod error;
 pub mod error_correction;
 pub mod io;
 pub mod kernels;
+pub mod keyrate;
 pub mod keystore;
 pub mod ledger;
 pub mod parameter_estimation;

@@ -313,3 +313,160 @@ fn demo_runs_end_to_end() {
     );
     assert!(json(&report)["secret_bits"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn pa_block_bits_sets_the_finite_key_unit() {
+    let d = Scratch::new("pablock");
+    let run = d.join("run");
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "30000000",
+        "--distance-km",
+        "5",
+        "--seed",
+        "9",
+        "--out",
+        s(&run),
+    ]);
+    assert!(o.status.success());
+    let mut blocks = Vec::new();
+    for (i, size) in ["auto", "2^19", "512k"].iter().enumerate() {
+        let report = d.join(&format!("r{i}.json"));
+        let o = qkd(&[
+            "distill",
+            "--alice",
+            s(&run.join("alice.qpl")),
+            "--bob",
+            s(&run.join("bob.qdl")),
+            "--out",
+            s(&d.join(&format!("k{i}"))),
+            "--pa-block-bits",
+            size,
+            "--report",
+            s(&report),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r = json(&report);
+        blocks.push((
+            r["settings"]["block_bits"].as_u64().unwrap(),
+            r["blocks"].as_array().unwrap().len(),
+            r["secret_bits"].as_u64().unwrap(),
+        ));
+        // Every ε term is in the report.
+        assert!(r["security"]["epsilon_per_term"].as_f64().unwrap() > 0.0);
+    }
+    // auto: the whole input (≈ 2 M sifted bits) is one block of the next power of two.
+    assert_eq!(blocks[0].1, 1);
+    assert!(blocks[0].0.is_power_of_two() && blocks[0].0 >= 1 << 20);
+    // 2^19 and 512k are the same size and cut the input into several blocks, each with its
+    // own statistics: more finite-size cost, less key.
+    assert_eq!(blocks[1].0, 1 << 19);
+    assert_eq!(blocks[1].0, blocks[2].0);
+    assert!(blocks[1].1 >= 3);
+    assert!(blocks[1].2 < blocks[0].2);
+    // Nonsense is refused with the flag's name.
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        "a",
+        "--bob",
+        "b",
+        "--out",
+        "c",
+        "--pa-block-bits",
+        "lots",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pa-block-bits"));
+}
+
+#[test]
+fn keyrate_prints_and_writes_rates_and_plot() {
+    let d = Scratch::new("keyrate");
+    let (j, svg) = (d.join("rate.json"), d.join("rate.svg"));
+    let o = qkd(&[
+        "keyrate",
+        "--distance-km",
+        "0,25,50,100,150",
+        "--pulses",
+        "1e11",
+        "--json",
+        s(&j),
+        "--plot",
+        s(&svg),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PLOB"));
+    let v = json(&j);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let mut last = f64::INFINITY;
+    for r in &rows[1..] {
+        let fin = r["finite_key"].as_f64().unwrap();
+        let asym = r["asymptotic_decoy"].as_f64().unwrap();
+        let plob = r["plob"].as_f64().unwrap();
+        assert!(fin > 0.0 && fin <= asym && asym < plob, "{r}");
+        assert!(fin < last);
+        last = fin;
+        let bps = r["finite_key_bps"].as_f64().unwrap();
+        assert!((bps / (fin * 1e9) - 1.0).abs() < 1e-12);
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("PLOB"));
+    // The Lim et al. preset with optimisation at one distance.
+    let o = qkd(&[
+        "keyrate",
+        "--preset",
+        "lim2014",
+        "--distance-km",
+        "100",
+        "--sifted-bits",
+        "1e9",
+        "--optimize",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = qkd(&["keyrate", "--preset", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bench_pa_writes_the_documented_fields() {
+    let d = Scratch::new("benchpa");
+    let j = d.join("pa.json");
+    let o = qkd(&[
+        "bench",
+        "pa",
+        "--input-bits",
+        "4096,262144",
+        "--reps",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        s(&j),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&j);
+    let rows = v["rows"].as_array().unwrap();
+    for field in [
+        "input_bits",
+        "output_bits",
+        "throughput_bps",
+        "threads",
+        "algorithm",
+    ] {
+        assert!(rows.iter().all(|r| r.get(field).is_some()), "{field}");
+    }
+    let algs: Vec<&str> = rows
+        .iter()
+        .map(|r| r["algorithm"].as_str().unwrap())
+        .collect();
+    assert!(algs.contains(&"direct") && algs.contains(&"additive_fft") && algs.contains(&"ntt"));
+    assert!(!v["speedup_vs_ntt"].as_array().unwrap().is_empty());
+}

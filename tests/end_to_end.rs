@@ -495,7 +495,8 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
         .into_iter()
         .enumerate()
     {
-        let frames: Arc<Mutex<Vec<(usize, u32, Vec<u8>)>>> = Arc::default();
+        type Frames = Vec<(usize, u32, Vec<u8>)>;
+        let frames: Arc<Mutex<Frames>> = Arc::default();
         let sink = frames.clone();
         let settings = DistillSettings {
             block_bits: 1 << 21,
@@ -514,8 +515,16 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
             Arc::new(NoProgress),
         )
         .unwrap();
-        assert_eq!(r.outcome, RunOutcome::Key, "{method:?}: {:?}", r.abort_reason);
-        assert!(r.blocks.len() >= 2, "several blocks with their own statistics");
+        assert_eq!(
+            r.outcome,
+            RunOutcome::Key,
+            "{method:?}: {:?}",
+            r.abort_reason
+        );
+        assert!(
+            r.blocks.len() >= 2,
+            "several blocks with their own statistics"
+        );
         let frames = frames.lock().unwrap();
         let mut wire = WireCount::default();
         for (_, _, f) in frames.iter() {
@@ -539,7 +548,10 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
                 .filter_map(|b| b.verification.as_ref())
                 .map(|v| v.discarded_bits)
                 .sum();
-            assert!(discarded > 0, "this run has a failed LDPC frame to account for");
+            assert!(
+                discarded > 0,
+                "this run has a failed LDPC frame to account for"
+            );
         }
         // Both parties' traffic is in the report (the session handshake aside), and every
         // frame went through the tap.
@@ -563,4 +575,45 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
         assert_eq!(r.leaked_bits, wire.error_correction + wire.verification);
         check_lengths_by_hand(&r, &settings);
     }
+}
+
+/// `qkd keyrate`'s finite-key prediction for the simulated link (same link model, same bound)
+/// matches what a distillation of that link produces, given the measured error-correction
+/// efficiency.
+#[test]
+fn keyrate_prediction_matches_a_simulated_run() {
+    use qkd_distill::keyrate::{DataSize, RateSettings, evaluate};
+    let dir = Scratch::new("keyrate");
+    let pulses = 40_000_000u64;
+    let link = short_link();
+    simulate(dir.path(), pulses, 31, &link);
+    let settings = DistillSettings::default(); // one block: the whole input
+    let r = run(&dir, "keys", settings.clone(), Some(3)).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Key);
+    assert_eq!(r.blocks.len(), 1);
+    let f = r.blocks[0]
+        .error_correction
+        .as_ref()
+        .unwrap()
+        .efficiency
+        .unwrap();
+    let predicted = evaluate(
+        &link,
+        &RateSettings {
+            f_ec: f,
+            epsilon_sec: settings.epsilon_sec,
+            epsilon_cor: settings.epsilon_cor,
+            qber_sample_fraction: settings.qber_sample_fraction,
+            data: DataSize::Pulses(pulses as f64),
+            epsilon_sec_per_bit: None,
+        },
+    )
+    .finite_key
+    .unwrap()
+        * pulses as f64;
+    let got = r.secret_bits as f64;
+    assert!(
+        (got / predicted - 1.0).abs() < 0.05,
+        "distilled {got} bits, keyrate predicts {predicted:.0}"
+    );
 }

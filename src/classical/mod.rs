@@ -143,7 +143,10 @@ type Pending = HashMap<
 /// An observer of every frame put on the wire: `(side, stream, frame)` with side 0 for Alice
 /// and 1 for Bob. Used by audits that count the disclosed bits independently of the ledger.
 #[derive(Clone)]
-pub struct FrameTap(pub Arc<dyn Fn(usize, u32, &[u8]) + Send + Sync>);
+pub struct FrameTap(pub Arc<FrameObserver>);
+
+/// The function a [`FrameTap`] calls: `(side, stream, frame)`.
+pub type FrameObserver = dyn Fn(usize, u32, &[u8]) + Send + Sync;
 
 impl std::fmt::Debug for FrameTap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

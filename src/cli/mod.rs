@@ -7,6 +7,7 @@ mod codes;
 mod demo;
 mod distill;
 mod inspect;
+mod keyrate;
 mod output;
 mod simulate;
 mod svg;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The built-in LDPC codes: list, inspect, export/import alist, regenerate.
     Codes(codes::CodesArgs),
+    /// Secret-key rate against distance for a device (decoy BB84: GLLP, Lim et al. 2014, PLOB).
+    Keyrate(keyrate::KeyrateArgs),
 }
 
 /// Parse the command line and run; returns the exit code.
@@ -51,5 +54,6 @@ pub fn run() -> Result<u8> {
         Command::Amplify(a) => amplify::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Codes(a) => codes::run(a),
+        Command::Keyrate(a) => keyrate::run(a),
     }
 }

@@ -7,12 +7,9 @@ use qkd_distill::sim::link::{Attack, LinkParams};
 use qkd_distill::sim::{SimulationSummary, simulate_decoy_bb84};
 use std::path::PathBuf;
 
-/// Physical parameters of the simulated link (shared by `simulate` and `demo`).
+/// The device: source, fiber and receiver (shared by `simulate`, `demo` and `keyrate`).
 #[derive(Args, Clone, Debug)]
-pub struct LinkArgs {
-    /// Fiber length in km.
-    #[arg(long, default_value_t = 25.0)]
-    pub distance_km: f64,
+pub struct DeviceArgs {
     /// Fiber attenuation in dB/km.
     #[arg(long, default_value_t = 0.2)]
     pub fiber_loss: f64,
@@ -28,6 +25,9 @@ pub struct LinkArgs {
     /// Misalignment error probability.
     #[arg(long, default_value_t = 0.01)]
     pub misalignment: f64,
+    /// Afterpulse probability per click.
+    #[arg(long, default_value_t = 0.0)]
+    pub afterpulse: f64,
     /// Intensities μ1,μ2,μ3 (signal, decoy, weak decoy).
     #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.5, 0.2, 0.0002])]
     pub intensities: Vec<f64>,
@@ -43,24 +43,21 @@ pub struct LinkArgs {
     /// Pulse rate in Hz.
     #[arg(long, default_value_t = 1_000_000_000)]
     pub clock_rate: u64,
-    /// Eavesdropper: none, or intercept-resend:FRACTION.
-    #[arg(long, default_value = "none")]
-    pub attack: String,
 }
 
-impl LinkArgs {
-    /// Validated link parameters.
-    pub fn params(&self) -> Result<LinkParams> {
+impl DeviceArgs {
+    /// Link parameters at `distance_km` (not yet validated).
+    pub fn link(&self, distance_km: f64) -> Result<LinkParams> {
         let mut p = LinkParams {
-            distance_km: self.distance_km,
+            distance_km,
             fiber_loss_db_per_km: self.fiber_loss,
             receiver_loss_db: self.receiver_loss_db,
             detector_efficiency: self.detector_efficiency,
             dark_count_prob: self.dark_count,
             misalignment: self.misalignment,
+            afterpulse_prob: self.afterpulse,
             bob_prob_key_basis: self.bob_basis_prob,
             clock_rate_hz: self.clock_rate,
-            attack: Attack::parse(&self.attack)?,
             ..Default::default()
         };
         let three = |v: &[f64], name: &'static str| -> Result<[f64; 3]> {
@@ -70,6 +67,28 @@ impl LinkArgs {
         p.decoy.intensities = three(&self.intensities, "intensities")?;
         p.decoy.probabilities = three(&self.intensity_probs, "intensity-probs")?;
         p.decoy.prob_key_basis = self.basis_prob;
+        Ok(p)
+    }
+}
+
+/// Physical parameters of the simulated link (shared by `simulate` and `demo`).
+#[derive(Args, Clone, Debug)]
+pub struct LinkArgs {
+    /// Fiber length in km.
+    #[arg(long, default_value_t = 25.0)]
+    pub distance_km: f64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Eavesdropper: none, or intercept-resend:FRACTION.
+    #[arg(long, default_value = "none")]
+    pub attack: String,
+}
+
+impl LinkArgs {
+    /// Validated link parameters.
+    pub fn params(&self) -> Result<LinkParams> {
+        let mut p = self.device.link(self.distance_km)?;
+        p.attack = Attack::parse(&self.attack)?;
         p.validate()?;
         Ok(p)
     }

@@ -42,7 +42,7 @@ pub fn render(panels: &[Panel]) -> String {
             .series
             .iter()
             .flat_map(|s| s.points.iter().copied())
-            .filter(|(_, y)| !p.log_y || *y > 0.0)
+            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!p.log_y || y > 0.0))
             .collect();
         let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
             (a.min(*x), b.max(*x))
@@ -93,7 +93,12 @@ pub fn render(panels: &[Panel]) -> String {
         }
         // y ticks: every decade on a log axis, five even steps otherwise.
         let ticks: Vec<f64> = if p.log_y {
-            (y0 as i64..=y1 as i64).map(|e| e as f64).collect()
+            // At most ~12 decade labels.
+            let step = (((y1 - y0) / 12.0).ceil() as i64).max(1);
+            (y0 as i64..=y1 as i64)
+                .step_by(step as usize)
+                .map(|e| e as f64)
+                .collect()
         } else {
             (0..=4).map(|i| y0 + (y1 - y0) * i as f64 / 4.0).collect()
         };
@@ -148,7 +153,7 @@ pub fn render(panels: &[Panel]) -> String {
             let pts: Vec<String> = ser
                 .points
                 .iter()
-                .filter(|(_, y)| !p.log_y || *y > 0.0)
+                .filter(|&&(x, y)| x.is_finite() && y.is_finite() && (!p.log_y || y > 0.0))
                 .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
                 .collect();
             if pts.len() > 1 {

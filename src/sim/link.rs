@@ -95,6 +95,12 @@ pub struct LinkParams {
     pub dark_count_prob: f64,
     /// Misalignment error probability e_mis.
     pub misalignment: f64,
+    /// Afterpulse probability p_ap per click, modelled as in Lim et al., PRA 89, 022307
+    /// (2014), App.: each detector clicks additionally with probability p_ap times its mean
+    /// click probability (a memoryless approximation of afterpulsing with the right rate; the
+    /// value of such a click is unrelated to the pulse, i.e. wrong half of the time).
+    #[serde(default)]
+    pub afterpulse_prob: f64,
     /// Probability that a photon goes to Bob's key-basis (Z) detectors.
     pub bob_prob_key_basis: f64,
     /// Source pulse rate in Hz (sets the tick unit).
@@ -114,6 +120,7 @@ impl Default for LinkParams {
             detector_efficiency: 0.6,
             dark_count_prob: 1e-7,
             misalignment: 0.01,
+            afterpulse_prob: 0.0,
             bob_prob_key_basis: 0.85,
             clock_rate_hz: 1_000_000_000,
             decoy: DecoyParams::default(),
@@ -139,6 +146,7 @@ impl LinkParams {
         prob("detector efficiency", self.detector_efficiency)?;
         prob("dark-count probability", self.dark_count_prob)?;
         prob("misalignment", self.misalignment)?;
+        prob("afterpulse probability", self.afterpulse_prob)?;
         prob("Bob's basis probability", self.bob_prob_key_basis)?;
         prob("attack fraction", self.attack.fraction())?;
         if !(self.distance_km >= 0.0 && self.distance_km.is_finite()) {
@@ -163,11 +171,11 @@ impl LinkParams {
     }
 }
 
-/// Probabilities of the 16 click patterns (bit d = detector d clicked) for one
-/// (intensity, prepared basis, prepared value).
-pub fn click_pattern_probabilities(p: &LinkParams, mu: f64, basis: Basis, value: u8) -> [f64; 16] {
+/// Probability that one photon prepared in (basis, value) reaches detector d: η times Bob's
+/// passive basis split times the projection (1 − e_mis, e_mis, or ½ in the other basis).
+pub fn detector_weights(p: &LinkParams, basis: Basis, value: u8) -> [f64; 4] {
     let eta = p.transmittance();
-    let mut click = [0.0; 4];
+    let mut t = [0.0; 4];
     for (d, &(bd, vd)) in DETECTOR_STATES.iter().enumerate() {
         let arm = if bd == Basis::Z {
             p.bob_prob_key_basis
@@ -183,9 +191,68 @@ pub fn click_pattern_probabilities(p: &LinkParams, mu: f64, basis: Basis, value:
         } else {
             0.5
         };
-        let lambda = mu * eta * arm * proj;
-        click[d] = 1.0 - (1.0 - p.dark_count_prob) * (-lambda).exp();
+        t[d] = eta * arm * proj;
     }
+    t
+}
+
+/// The click probability of each detector that does not depend on the pulse: dark counts and
+/// afterpulses. An afterpulse follows a click with probability p_ap; at steady state detector d
+/// clicks with mean probability a_d = c̄_d + (1 − c̄_d)·p_ap·a_d, where c̄_d is its mean click
+/// probability from light and dark counts over Alice's choices (and Eve's, under attack).
+pub fn noise_click_probabilities(p: &LinkParams) -> [f64; 4] {
+    let dc = p.dark_count_prob;
+    if p.afterpulse_prob == 0.0 {
+        return [dc; 4];
+    }
+    let d = &p.decoy;
+    let f = p.attack.fraction();
+    let mut mean = [0.0f64; 4];
+    for k in 0..INTENSITY_CLASSES {
+        for basis in [Basis::Z, Basis::X] {
+            let wb = if basis == Basis::Z {
+                d.prob_key_basis
+            } else {
+                1.0 - d.prob_key_basis
+            };
+            for value in 0..2u8 {
+                let mut states = vec![(1.0 - f, basis, value)];
+                if f > 0.0 {
+                    states.push((f / 2.0, basis, value));
+                    let other = if basis == Basis::Z {
+                        Basis::X
+                    } else {
+                        Basis::Z
+                    };
+                    states.push((f / 4.0, other, 0));
+                    states.push((f / 4.0, other, 1));
+                }
+                for (w, sb, sv) in states {
+                    let t = detector_weights(p, sb, sv);
+                    for (m, td) in mean.iter_mut().zip(t) {
+                        *m += d.probabilities[k]
+                            * wb
+                            * 0.5
+                            * w
+                            * (1.0 - (1.0 - dc) * (-d.intensities[k] * td).exp());
+                    }
+                }
+            }
+        }
+    }
+    let ap = p.afterpulse_prob;
+    std::array::from_fn(|i| {
+        let a = mean[i] / (1.0 - ap * (1.0 - mean[i]));
+        1.0 - (1.0 - dc) * (1.0 - ap * a)
+    })
+}
+
+/// Probabilities of the 16 click patterns (bit d = detector d clicked) for one
+/// (intensity, prepared basis, prepared value).
+pub fn click_pattern_probabilities(p: &LinkParams, mu: f64, basis: Basis, value: u8) -> [f64; 16] {
+    let t = detector_weights(p, basis, value);
+    let noise = noise_click_probabilities(p);
+    let click: [f64; 4] = std::array::from_fn(|d| 1.0 - (1.0 - noise[d]) * (-mu * t[d]).exp());
     let mut out = [0.0; 16];
     for (pat, o) in out.iter_mut().enumerate() {
         *o = (0..4)
@@ -197,6 +264,51 @@ pub fn click_pattern_probabilities(p: &LinkParams, mu: f64, basis: Basis, value:
                 }
             })
             .product();
+    }
+    out
+}
+
+/// Click-pattern probabilities for a Fock state of `photons` ≤ 1 photons (vacuum: dark counts
+/// only; one photon: it reaches at most one detector). These give the exact yields Y₀, Y₁ and
+/// the single-photon error rate that an infinite number of decoy intensities would estimate.
+pub fn fock_pattern_probabilities(
+    p: &LinkParams,
+    photons: u32,
+    basis: Basis,
+    value: u8,
+) -> [f64; 16] {
+    assert!(photons <= 1, "only vacuum and single photons");
+    let t = detector_weights(p, basis, value);
+    let noise = noise_click_probabilities(p);
+    let dark = |pat: usize, except: Option<usize>| -> f64 {
+        (0..4)
+            .filter(|&d| Some(d) != except)
+            .map(|d| {
+                if pat >> d & 1 == 1 {
+                    noise[d]
+                } else {
+                    1.0 - noise[d]
+                }
+            })
+            .product()
+    };
+    let mut out = [0.0; 16];
+    for (pat, o) in out.iter_mut().enumerate() {
+        // The photon is lost (or absent) ...
+        let lost = if photons == 0 {
+            1.0
+        } else {
+            1.0 - t.iter().sum::<f64>()
+        };
+        *o = lost * dark(pat, None);
+        // ... or it makes detector d click, whatever its dark count does.
+        if photons == 1 {
+            for (d, &td) in t.iter().enumerate() {
+                if pat >> d & 1 == 1 {
+                    *o += td * dark(pat, Some(d));
+                }
+            }
+        }
     }
     out
 }
@@ -256,6 +368,18 @@ pub struct LinkExpectation {
     pub sifted_key_per_pulse: f64,
     /// Sifted test-basis bits per pulse.
     pub sifted_test_per_pulse: f64,
+    /// Sifted key-basis bits per pulse, by intensity class (p_k included).
+    #[serde(default)]
+    pub sifted_key_per_class: [f64; INTENSITY_CLASSES],
+    /// Sifted key-basis errors per pulse, by intensity class.
+    #[serde(default)]
+    pub errors_key_per_class: [f64; INTENSITY_CLASSES],
+    /// Sifted test-basis bits per pulse, by intensity class.
+    #[serde(default)]
+    pub sifted_test_per_class: [f64; INTENSITY_CLASSES],
+    /// Sifted test-basis errors per pulse, by intensity class.
+    #[serde(default)]
+    pub errors_test_per_class: [f64; INTENSITY_CLASSES],
 }
 
 /// Compute the expected statistics, averaging over Alice's choices and Eve's attack.
@@ -327,5 +451,9 @@ pub fn expectation(p: &LinkParams) -> LinkExpectation {
         qber_test_overall: ratio(tot(1, true), tot(1, false)),
         sifted_key_per_pulse: tot(0, false),
         sifted_test_per_pulse: tot(1, false),
+        sifted_key_per_class: std::array::from_fn(|k| d.probabilities[k] * sift[k][0].0),
+        errors_key_per_class: std::array::from_fn(|k| d.probabilities[k] * sift[k][0].1),
+        sifted_test_per_class: std::array::from_fn(|k| d.probabilities[k] * sift[k][1].0),
+        errors_test_per_class: std::array::from_fn(|k| d.probabilities[k] * sift[k][1].1),
     }
 }
