@@ -1,10 +1,14 @@
-//! Toeplitz hashing: naive O(n·m) baseline, direct carry-less window product, exact NTT.
+//! Toeplitz hashing: naive O(n·m) baseline, direct carry-less window product, exact NTT,
+//! exact additive FFT over GF(2^64) (with scratch reuse, and with the portable kernels as a
+//! same-run baseline).
 //! m = n/2 (a typical compression). Throughput = input bits per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use qkd_distill::bits::BitVec;
 use qkd_distill::kernels::Kernels;
-use qkd_distill::privacy_amplification::{ToeplitzAlgorithm, ToeplitzPlan, toeplitz_naive};
+use qkd_distill::privacy_amplification::{
+    ToeplitzAlgorithm, ToeplitzPlan, ToeplitzScratch, toeplitz_naive,
+};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 
@@ -16,7 +20,7 @@ fn random(n: usize, seed: u64) -> BitVec {
 fn bench(c: &mut Criterion) {
     let k = Kernels::detect();
     let mut g = c.benchmark_group("toeplitz");
-    for log in [12usize, 14, 16, 18, 20, 22] {
+    for log in [12usize, 14, 16, 18, 20, 22, 24] {
         let n = 1usize << log;
         let m = n / 2;
         let x = random(n, 1);
@@ -33,7 +37,20 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| black_box(plan.hash(&k, &s, &x)))
             });
         }
-        if log >= 14 {
+        {
+            let plan = ToeplitzPlan::with_algorithm(n, m, ToeplitzAlgorithm::AdditiveFft).unwrap();
+            let mut scratch = ToeplitzScratch::new();
+            g.bench_with_input(BenchmarkId::new("additive_fft", n), &n, |b, _| {
+                b.iter(|| black_box(plan.hash_with(&k, &s, &x, &mut scratch)))
+            });
+            if log == 20 {
+                let p = Kernels::portable();
+                g.bench_with_input(BenchmarkId::new("additive_fft_portable", n), &n, |b, _| {
+                    b.iter(|| black_box(plan.hash_with(&p, &s, &x, &mut scratch)))
+                });
+            }
+        }
+        if (14..=22).contains(&log) {
             let plan = ToeplitzPlan::with_algorithm(n, m, ToeplitzAlgorithm::Ntt).unwrap();
             g.bench_with_input(BenchmarkId::new("ntt", n), &n, |b, _| {
                 b.iter(|| black_box(plan.hash(&k, &s, &x)))
