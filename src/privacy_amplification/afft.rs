@@ -20,7 +20,7 @@
 //! of j are a subset of those of i, Lucas' theorem), s_i(β_i) = 1 and s_i(β_j) = β_(j−i), so:
 //!
 //! * the novel basis is X_k(y) = Π_(bit i of k) s_i(y), and the change from the monomial basis
-//!   ([`to_novel`], [`from_novel`]) is a cascade of divisions by the binary s_i — XORs only;
+//!   ([`Transform::to_novel`], [`Transform::from_novel`]) is a cascade of divisions by the binary s_i — XORs only;
 //! * the butterfly constant of layer i, block k (points k·2^(i+1) + V_(i+1)) is
 //!   s_i(Σ_b k_b β_(i+1+b)) = Σ_b k_b β_(b+1) =: τ(k), the same table for every layer.
 //!
