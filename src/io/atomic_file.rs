@@ -6,7 +6,7 @@
 
 use crate::error::{ConfigError, Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// An output file that appears under its name only once complete.
@@ -64,6 +64,20 @@ impl AtomicFile {
     pub fn write_all(&mut self, buf: &[u8]) -> Result<()> {
         let w = self.writer.as_mut().expect("AtomicFile used after commit");
         w.write_all(buf).map_err(|e| Error::io(&self.partial, e))
+    }
+
+    /// Overwrite bytes already written at `offset` (e.g. a header completed at the end of a
+    /// streaming write), then continue appending at the end.
+    pub fn rewrite_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let w = self.writer.as_mut().expect("AtomicFile used after commit");
+        let io = |e| Error::io(&self.partial, e);
+        w.flush().map_err(io)?;
+        let f = w.get_mut();
+        let end = f.seek(SeekFrom::End(0)).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.seek(SeekFrom::Start(end)).map_err(io)?;
+        Ok(())
     }
 
     /// Flush, sync and rename into place.

@@ -469,12 +469,21 @@ impl<'a> Records<'a> {
     }
 }
 
+/// Pad JSON text with spaces to `len` bytes.
+fn pad_to(s: &mut String, len: usize) {
+    while s.len() < len {
+        s.push(' ');
+    }
+}
+
 /// Writes a detection log block by block.
 pub struct DetectionLogWriter {
     file: AtomicFile,
     buf: Vec<u8>,
     records: u64,
     blocks: u64,
+    /// Bytes reserved for the metadata JSON when the header is completed at the end.
+    reserved_meta: Option<usize>,
 }
 
 impl DetectionLogWriter {
@@ -487,7 +496,26 @@ impl DetectionLogWriter {
             buf: Vec::new(),
             records: 0,
             blocks: 0,
+            reserved_meta: None,
         })
+    }
+
+    /// Like [`DetectionLogWriter::create`], but reserve `reserve` bytes for the metadata so that
+    /// [`DetectionLogWriter::finish_with_header`] can replace the header once the stream has
+    /// been read (e.g. the channel list and statistics of an import). The metadata JSON is
+    /// padded with spaces, which JSON allows.
+    pub fn create_reserved(
+        path: &Path,
+        header: &FileHeader,
+        overwrite: bool,
+        reserve: usize,
+    ) -> Result<DetectionLogWriter> {
+        let mut h = header.clone();
+        let len = h.metadata_json.len().max(reserve);
+        pad_to(&mut h.metadata_json, len);
+        let mut w = Self::create(path, &h, overwrite)?;
+        w.reserved_meta = Some(len);
+        Ok(w)
     }
 
     /// Append records as one or more blocks (split at [`MAX_BLOCK_RECORDS`]).
@@ -532,7 +560,31 @@ impl DetectionLogWriter {
         self.records
     }
 
-    /// Complete the file.
+    /// Replace the header (its metadata must fit the reserved size) and complete the file.
+    pub fn finish_with_header(mut self, header: &FileHeader) -> Result<PathBuf> {
+        let Some(len) = self.reserved_meta else {
+            return Err(crate::error::ConfigError::invalid(
+                "header",
+                "finish_with_header needs a writer made by create_reserved",
+            )
+            .into());
+        };
+        if header.metadata_json.len() > len {
+            return Err(crate::error::ConfigError::invalid(
+                "metadata",
+                format!(
+                    "{} bytes of metadata exceed the {len} bytes reserved",
+                    header.metadata_json.len()
+                ),
+            )
+            .into());
+        }
+        let mut h = header.clone();
+        pad_to(&mut h.metadata_json, len);
+        self.file.rewrite_at(0, &h.encode(FileKind::DetectionLog))?;
+        self.finish()
+    }
+
     /// Write the footer and complete the file.
     pub fn finish(mut self) -> Result<PathBuf> {
         let f = encode_footer(self.blocks, self.records);

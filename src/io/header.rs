@@ -65,6 +65,35 @@ impl FileKind {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RunId(pub [u8; 8]);
 
+impl RunId {
+    /// A fresh random id (from the OS random source; a fixed fallback pattern is never used:
+    /// failure to read it is unlikely enough that the time and process id suffice).
+    pub fn random() -> RunId {
+        use rand::TryRng;
+        let mut b = [0u8; 8];
+        if rand::rngs::SysRng.try_fill_bytes(&mut b).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            b = (t ^ (u64::from(std::process::id()) << 32)).to_le_bytes();
+        }
+        RunId(b)
+    }
+
+    /// Parse 16 hex digits.
+    pub fn parse(s: &str) -> Option<RunId> {
+        let s = s.trim();
+        if s.len() != 16 {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        for (i, byte) in b.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(RunId(b))
+    }
+}
+
 impl std::fmt::Display for RunId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for b in self.0 {

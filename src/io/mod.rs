@@ -13,6 +13,7 @@ pub mod atomic_file;
 pub mod detection_log;
 pub mod file_bytes;
 pub mod header;
+pub mod import;
 pub mod prep_log;
 
 pub use atomic_file::AtomicFile;
