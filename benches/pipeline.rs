@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
         deterministic_seed: None,
         kernels: Kernels::detect(),
         frame_tap: None,
+        sync: Default::default(),
     };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(pulses));

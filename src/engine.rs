@@ -43,6 +43,52 @@ pub struct DistillOptions {
     pub kernels: Kernels,
     /// Observer of every classical-channel frame (audits; `None` in normal runs).
     pub frame_tap: Option<FrameTap>,
+    /// Time synchronisation of raw time tags.
+    pub sync: crate::sync::SyncOptions,
+}
+
+/// Removes a temporary file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Synchronise Bob's raw time tags against Alice's preparation log: both parties run their
+/// side ([`crate::sync::alice_sync`], [`crate::sync::bob_sync`]) over an in-process classical
+/// channel; Bob writes the slot-annotated log `out`. Returns the report and the disclosure.
+pub fn synchronise(
+    prep: &PrepLog,
+    det: &DetectionLog,
+    opts: &crate::sync::SyncOptions,
+    out: &Path,
+    tap: Option<FrameTap>,
+) -> Result<(crate::sync::SyncReport, LeakageLedger)> {
+    let (la, lb) = InMemoryLink::pair_tapped(tap);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| -> Result<LeakageLedger> {
+            let mut ch = la.open(StreamId::SYNC)?;
+            let mut l = LeakageLedger::default();
+            crate::sync::alice_sync(&mut ch, &mut l, prep)?;
+            Ok(l)
+        });
+        let b = s.spawn(|| -> Result<(crate::sync::SyncReport, LeakageLedger)> {
+            let mut ch = lb.open(StreamId::SYNC)?;
+            let mut l = LeakageLedger::default();
+            let r = crate::sync::bob_sync(&mut ch, &mut l, det, prep.total_slots(), opts, out)?;
+            Ok((r, l))
+        });
+        (
+            a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    // Bob's error explains Alice's closed channel, so report it first.
+    let (report, ledger) = b?;
+    a?;
+    Ok((report, ledger))
 }
 
 /// The security statement of a run, term by term (docs/security.md lists the same terms).
@@ -207,6 +253,8 @@ pub struct DistillReport {
     /// Every ε term of the security statement and every subtracted kind of disclosure
     /// (docs/security.md).
     pub security: SecurityAccount,
+    /// Time synchronisation of raw time tags (when Bob's log was not slot-annotated).
+    pub sync: Option<crate::sync::SyncReport>,
     /// Per-block details (Bob's view, which includes the corrected error counts).
     pub blocks: Vec<BlockReport>,
     /// Per-stage metrics.
@@ -420,7 +468,7 @@ pub fn distill(
     let start = Instant::now();
     opts.settings.validate()?;
     let prep = Arc::new(PrepLog::open(alice_log)?);
-    let det = Arc::new(DetectionLog::open(bob_log)?);
+    let mut det = Arc::new(DetectionLog::open(bob_log)?);
     if prep.header().run_id != det.header().run_id {
         return Err(ConfigError::Mismatch(format!(
             "mismatched logs: {} is from run {} but {} is from run {}",
@@ -456,6 +504,21 @@ pub fn distill(
             ))
             .into());
         }
+    }
+    // Raw time tags: synchronise first (Bob's detections → Alice's slots), into a temporary
+    // slot-annotated log next to the keys that is removed when the run ends.
+    let mut sync_report = None;
+    let mut sync_ledger = LeakageLedger::default();
+    let _synced_guard;
+    if det.header().flags & crate::io::header::FLAG_SLOT_ANNOTATED == 0 {
+        let path = opts
+            .out_dir
+            .join(format!(".synced-{}.qdl", det.header().run_id));
+        _synced_guard = RemoveOnDrop(path.clone());
+        let (r, l) = synchronise(&prep, &det, &opts.sync, &path, opts.frame_tap.clone())?;
+        sync_report = Some(r);
+        sync_ledger = l;
+        det = Arc::new(DetectionLog::open(&path)?);
     }
     let (la, lb) = InMemoryLink::pair_tapped(opts.frame_tap.clone());
     let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
@@ -536,7 +599,7 @@ pub fn distill(
         }
         .into());
     }
-    let mut ledger = LeakageLedger::default();
+    let mut ledger = sync_ledger;
     for b in &blocks {
         ledger.add(&b.ledger);
     }
@@ -631,6 +694,7 @@ pub fn distill(
         deterministic_rng: opts.deterministic_seed.is_some(),
         channel,
         security: SecurityAccount::new(&opts.settings, &blocks),
+        sync: sync_report,
         blocks,
         stages: PartyMetrics {
             alice: alice.metrics,

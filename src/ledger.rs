@@ -11,6 +11,7 @@
 //! | `sifting` | detected slots, bases, intensity classes | no: independent of the bit values |
 //! | `test_basis` | test-basis bit values (for the phase-error estimate) | no: not key bits |
 //! | `qber_sample` | key-basis bits disclosed for the error-rate estimate | no: removed from the key |
+//! | `sync_sample` | Alice's symbols of the time-synchronisation window | no: those slots are removed from the key |
 //! | `error_correction` | Cascade parities (Alice's answers), syndromes, revealed bits | **yes** (λ_EC) |
 //! | `verification` | hash tags | **yes** |
 //! | `public_randomness` | seeds of permutations, samples, hash keys, Toeplitz matrices | no: independent of the key |
@@ -27,6 +28,8 @@ pub enum Disclosure {
     TestBasis(u64),
     /// Key-basis bits disclosed and discarded.
     QberSample(u64),
+    /// Symbols of the time-synchronisation window (slots removed from the key).
+    SyncSample(u64),
     /// Error-correction information about the key (λ_EC).
     ErrorCorrection(u64),
     /// Verification tag bits.
@@ -46,6 +49,9 @@ pub struct LeakageLedger {
     pub test_basis_bits: u64,
     /// Key-basis bits disclosed for error estimation (removed from the key).
     pub qber_sample_bits: u64,
+    /// Alice's symbols disclosed for time synchronisation (those slots leave the key).
+    #[serde(default)]
+    pub sync_sample_bits: u64,
     /// Error-correction disclosure λ_EC (subtracted).
     pub error_correction_bits: u64,
     /// Verification tags (subtracted).
@@ -63,6 +69,7 @@ impl LeakageLedger {
             Disclosure::Sifting(n) => self.sifting_bits += n,
             Disclosure::TestBasis(n) => self.test_basis_bits += n,
             Disclosure::QberSample(n) => self.qber_sample_bits += n,
+            Disclosure::SyncSample(n) => self.sync_sample_bits += n,
             Disclosure::ErrorCorrection(n) => self.error_correction_bits += n,
             Disclosure::Verification(n) => self.verification_bits += n,
             Disclosure::PublicRandomness(n) => self.public_randomness_bits += n,
@@ -80,6 +87,7 @@ impl LeakageLedger {
         self.sifting_bits
             + self.test_basis_bits
             + self.qber_sample_bits
+            + self.sync_sample_bits
             + self.error_correction_bits
             + self.verification_bits
             + self.public_randomness_bits
@@ -91,6 +99,7 @@ impl LeakageLedger {
         self.sifting_bits += o.sifting_bits;
         self.test_basis_bits += o.test_basis_bits;
         self.qber_sample_bits += o.qber_sample_bits;
+        self.sync_sample_bits += o.sync_sample_bits;
         self.error_correction_bits += o.error_correction_bits;
         self.verification_bits += o.verification_bits;
         self.public_randomness_bits += o.public_randomness_bits;

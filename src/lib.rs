@@ -54,4 +54,5 @@ pub mod rng;
 pub mod sifting;
 pub mod sim;
 pub mod stages;
+pub mod sync;
 pub mod verification;

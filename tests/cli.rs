@@ -470,3 +470,150 @@ fn bench_pa_writes_the_documented_fields() {
     assert!(algs.contains(&"direct") && algs.contains(&"additive_fft") && algs.contains(&"ntt"));
     assert!(!v["speedup_vs_ntt"].as_array().unwrap().is_empty());
 }
+
+/// A Swabian tag file of `records` records (1 ps apart per channel pair), for the memory test.
+fn write_swabian(path: &Path, records: u64) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut rec = [0u8; 16];
+    for i in 0..records {
+        rec[4..8].copy_from_slice(&((i % 4) as i32 + 1).to_le_bytes());
+        rec[8..16].copy_from_slice(&((i * 1000) as i64).to_le_bytes());
+        w.write_all(&rec).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn import_streams_in_constant_memory_and_export_round_trips() {
+    let d = Scratch::new("mem");
+    let mut peaks = Vec::new();
+    // 40 MB and 320 MB of input: the peak memory of the import must not grow with the input.
+    for (i, records) in [2_500_000u64, 20_000_000].iter().enumerate() {
+        let input = d.join(&format!("tags{i}.bin"));
+        write_swabian(&input, *records);
+        let (out, rep) = (
+            d.join(&format!("tags{i}.qdl")),
+            d.join(&format!("rep{i}.json")),
+        );
+        let o = qkd(&[
+            "import",
+            s(&input),
+            "--format",
+            "swabian-tag16",
+            "--out",
+            s(&out),
+            "--report",
+            s(&rep),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = json(&rep);
+        assert_eq!(r["records"].as_u64().unwrap(), *records);
+        if let Some(p) = r["peak_rss_bytes"].as_u64() {
+            peaks.push(p);
+        }
+        std::fs::remove_file(&input).unwrap();
+        if i == 0 {
+            // Export: header and the first records, device channel 1 → id 0.
+            let o = qkd(&["export", s(&out)]);
+            assert!(o.status.success());
+            let text = String::from_utf8_lossy(&o.stdout);
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("time_ticks,time_ps,channel,kind"));
+            assert_eq!(lines.next(), Some("0,0,0,detection"));
+            assert_eq!(lines.next(), Some("1000,1000,1,detection"));
+            assert_eq!(text.lines().count() as u64, records + 1);
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+    #[cfg(target_os = "linux")]
+    {
+        assert_eq!(peaks.len(), 2);
+        assert!(
+            peaks[1] < 200 << 20,
+            "peak RSS {} MB on 320 MB of input",
+            peaks[1] >> 20
+        );
+        assert!(
+            peaks[1] < peaks[0] + (32 << 20),
+            "memory grew with the input: {peaks:?}"
+        );
+    }
+}
+
+#[test]
+fn import_errors_name_file_and_offset_and_sync_is_reported() {
+    let d = Scratch::new("imperr");
+    let bad = d.join("cut.bin");
+    std::fs::write(&bad, [0u8; 16 * 3 + 5]).unwrap();
+    let o = qkd(&[
+        "import",
+        s(&bad),
+        "--format",
+        "swabian-tag16",
+        "--out",
+        s(&d.join("x.qdl")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("cut.bin") && e.contains("offset 48") && e.contains("truncated"),
+        "{e}"
+    );
+    assert!(!d.join("x.qdl").exists());
+    let o = qkd(&["import", s(&bad), "--format", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown format"));
+
+    // A raw-tag simulation distills through the CLI with a sync section in the report.
+    let run = d.join("raw");
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "20000000",
+        "--distance-km",
+        "5",
+        "--raw-timetags",
+        "--clock-offset-us",
+        "50",
+        "--clock-drift-ppm",
+        "-3",
+        "--out",
+        s(&run),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep = d.join("r.json");
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&run.join("bob.qdl")),
+        "--out",
+        s(&run.join("keys")),
+        "--report",
+        s(&rep),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = json(&rep);
+    assert!((r["sync"]["drift_ppm"].as_f64().unwrap() + 3.0).abs() < 0.02);
+    assert!(r["ledger"]["sync_sample_bits"].as_u64().unwrap() > 0);
+    let o = qkd(&[
+        "sync",
+        "--alice",
+        s(&run.join("alice.qpl")),
+        "--bob",
+        s(&run.join("bob.qdl")),
+        "--out",
+        s(&d.join("synced.qdl")),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clock_source"], "sync channel");
+}

@@ -21,6 +21,7 @@ fn opts(out: &Path, settings: DistillSettings, seed: Option<u64>) -> DistillOpti
         deterministic_seed: seed,
         kernels: Kernels::detect(),
         frame_tap: None,
+        sync: Default::default(),
     }
 }
 
@@ -326,7 +327,8 @@ fn detections_the_metadata_cannot_map_are_refused_with_their_offset() {
         e.contains("odd.qdl") && e.contains(&format!("offset {off}")) && e.contains("channel 7"),
         "{e}"
     );
-    // A log of raw time tags (not slot-annotated) needs time synchronisation first.
+    // A log of raw time tags (not slot-annotated) is synchronised first, which needs the slot
+    // period; without it the error names the file and what is missing.
     let raw = dir.join("raw.qdl");
     let mut w = DetectionLogWriter::create(&raw, &header(0), false).unwrap();
     w.write_records(&[Record::detection(3, 0, 0)]).unwrap();
@@ -335,7 +337,7 @@ fn detections_the_metadata_cannot_map_are_refused_with_their_offset() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("raw.qdl") && e.contains("time synchronisation"),
+        e.contains("raw.qdl") && e.contains("time synchronisation") && e.contains("period"),
         "{e}"
     );
 }
@@ -418,6 +420,7 @@ fn every_cascade_variant_gives_identical_keys() {
 /// Bits counted on the wire, by the kind of information they carry.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct WireCount {
+    sync_sample: u64,
     sifting: u64,
     test_basis: u64,
     qber_sample: u64,
@@ -434,7 +437,8 @@ fn count_frame(frame: &[u8], c: &mut WireCount) {
         // Session set-up and control: no information about key bits.
         Hello { .. } | HelloAck { .. } | EstimationReply { .. } | CascadeTopQuery { .. } => {}
         ParityQuery { .. } | CascadeDone | LdpcStatus { .. } | VerifyResult { .. } => {}
-        Abort { .. } => {}
+        Abort { .. } | SyncRequest { .. } | SyncDone { .. } => {}
+        SyncWindow { bases, values, .. } => c.sync_sample += (bases.len() + values.len()) as u64,
         SiftAnnounce { bases, .. } => c.sifting += bases.len() as u64,
         SiftReply {
             matched,
@@ -532,6 +536,7 @@ fn ledger_equals_the_bits_counted_at_the_transport() {
         }
         let l = &r.ledger;
         let ledger = WireCount {
+            sync_sample: l.sync_sample_bits,
             sifting: l.sifting_bits,
             test_basis: l.test_basis_bits,
             qber_sample: l.qber_sample_bits,
@@ -616,4 +621,114 @@ fn keyrate_prediction_matches_a_simulated_run() {
         (got / predicted - 1.0).abs() < 0.05,
         "distilled {got} bits, keyrate predicts {predicted:.0}"
     );
+}
+
+/// Raw time tags with a 100 µs clock offset and 5 ppm drift (with and without a sync channel,
+/// and through a PicoQuant PTU file) distill to identical keys with the QBER of the
+/// slot-annotated run of the same simulation.
+#[test]
+fn raw_timetags_with_offset_and_drift_distill_like_the_slot_annotated_run() {
+    use qkd_distill::io::import::{ImportFormat, ImportOptions, import};
+    use qkd_distill::io::{DetectionLog, PrepLog};
+    use qkd_distill::progress::NoProgress;
+    use qkd_distill::sim::{RawTagParams, simulate_with};
+    let link = short_link();
+    let pulses = 30_000_000u64;
+    let reference = Scratch::new("slots");
+    simulate(reference.path(), pulses, 41, &link);
+    let r0 = run(&reference, "keys", DistillSettings::default(), Some(1)).unwrap();
+    assert_eq!(r0.outcome, RunOutcome::Key);
+    for (case, sync_period, ptu) in [("sync", 1000u64, true), ("nosync", 0, false)] {
+        let dir = Scratch::new(case);
+        let raw = RawTagParams {
+            clock_offset_ps: 100e6,
+            clock_drift_ppm: 5.0,
+            sync_period_slots: sync_period,
+            ptu,
+            ..RawTagParams::default()
+        };
+        simulate_with(&link, pulses, 41, dir.path(), true, &NoProgress, Some(&raw)).unwrap();
+        let r = run(&dir, "keys", DistillSettings::default(), Some(1)).unwrap();
+        assert_eq!(r.outcome, RunOutcome::Key, "{case}: {:?}", r.abort_reason);
+        let a = std::fs::read(dir.join("keys/alice.key")).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read(dir.join("keys/bob.key")).unwrap(),
+            "{case}"
+        );
+        let s = r.sync.as_ref().expect("synchronised");
+        assert!(
+            (s.drift_ppm - 5.0).abs() < 0.01,
+            "{case}: drift {}",
+            s.drift_ppm
+        );
+        assert!(
+            (s.clock_offset_ps - 100e6).abs() < 100.0,
+            "{case}: offset {}",
+            s.clock_offset_ps
+        );
+        assert!(
+            s.detectors
+                .iter()
+                .all(|d| d.significance > 8.0 && d.gate_efficiency > 0.99)
+        );
+        // The same QBER, and the same detections up to the disclosed window and gate tails.
+        assert!(
+            (r.qber / r0.qber - 1.0).abs() < 0.05,
+            "{case}: QBER {} vs {}",
+            r.qber,
+            r0.qber
+        );
+        let lost = s.in_window + s.gated_out + s.outside_run;
+        assert!(
+            r.detections + lost >= r0.detections && lost < r0.detections / 20,
+            "{case}"
+        );
+        assert_eq!(r.ledger.sync_sample_bits, s.disclosed_bits);
+        // No temporary file is left.
+        assert!(std::fs::read_dir(dir.join("keys")).unwrap().all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".synced")
+        }));
+        if ptu {
+            // The PTU copy of the same tags imports and distills the same way.
+            let prep = PrepLog::open(&dir.join("alice.qpl")).unwrap();
+            let opts = ImportOptions {
+                format: ImportFormat::Ptu,
+                detectors: (0..4)
+                    .map(|c| {
+                        (c, DetectionLog::open(&dir.join("bob.qdl")).unwrap().meta().detector_state(c).unwrap())
+                    })
+                    .collect(),
+                run_id: Some(prep.header().run_id),
+                extra: serde_json::json!({"slot_clock": {"period_ps": 1000.0, "sync_channel": 64, "sync_period_slots": 1000}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                ..Default::default()
+            };
+            let out = dir.join("bob_ptu.qdl");
+            let rep = import(&[dir.join("bob.ptu")], &opts, Some((&out, true))).unwrap();
+            assert!(rep.overflows > 0);
+            let rp = distill(
+                &dir.join("alice.qpl"),
+                &out,
+                &opts_for(&dir.join("keys_ptu")),
+                Arc::new(NoProgress),
+            )
+            .unwrap();
+            assert_eq!(rp.outcome, RunOutcome::Key);
+            assert_eq!(
+                rp.detections, r.detections,
+                "PTU and native raw tags give the same slots"
+            );
+            assert!((rp.qber / r.qber - 1.0).abs() < 0.02);
+        }
+    }
+}
+
+fn opts_for(out: &Path) -> DistillOptions {
+    opts(out, DistillSettings::default(), Some(1))
 }

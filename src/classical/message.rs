@@ -162,6 +162,29 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+    /// Bob asks for Alice's symbols in a window of her slots to find the slot offset (time
+    /// synchronisation of raw time tags). Slot numbers only, never timestamps.
+    SyncRequest {
+        /// First slot of the window (Alice's numbering).
+        first_slot: u64,
+        /// Slots in the window.
+        slots: u64,
+    },
+    /// Alice's basis and value for every slot of the window; these slots leave the key.
+    SyncWindow {
+        /// First slot.
+        first_slot: u64,
+        /// Bases (1 = X).
+        bases: BitVec,
+        /// Values.
+        values: BitVec,
+    },
+    /// Bob's result (for Alice's report): the slot offset found for each detector, as
+    /// two's-complement u64.
+    SyncDone {
+        /// Offsets.
+        offsets: Vec<u64>,
+    },
 }
 
 impl Message {
@@ -186,6 +209,9 @@ impl Message {
             Message::VerifyResult { .. } => "VerifyResult",
             Message::AmplifySeed { .. } => "AmplifySeed",
             Message::Abort { .. } => "Abort",
+            Message::SyncRequest { .. } => "SyncRequest",
+            Message::SyncWindow { .. } => "SyncWindow",
+            Message::SyncDone { .. } => "SyncDone",
         }
     }
 
@@ -263,6 +289,12 @@ impl Message {
                 vec![Control(128), PublicRandomness(seed.len() as u64)]
             }
             Message::Abort { reason, .. } => vec![Control(8 + 8 * reason.len() as u64)],
+            Message::SyncRequest { .. } => vec![Control(128)],
+            // Alice's symbols of the window slots: disclosed and removed from the key.
+            Message::SyncWindow { bases, values, .. } => {
+                vec![Control(64), SyncSample((bases.len() + values.len()) as u64)]
+            }
+            Message::SyncDone { offsets } => vec![Control(64 * offsets.len() as u64)],
         }
     }
 
@@ -415,6 +447,28 @@ impl Message {
                 w.u8(u8::from(*security));
                 w.bytes(reason.as_bytes());
             }
+            Message::SyncRequest { first_slot, slots } => {
+                w.u8(40);
+                w.u64(*first_slot);
+                w.u64(*slots);
+            }
+            Message::SyncWindow {
+                first_slot,
+                bases,
+                values,
+            } => {
+                w.u8(41);
+                w.u64(*first_slot);
+                w.bits(bases);
+                w.bits(values);
+            }
+            Message::SyncDone { offsets } => {
+                w.u8(42);
+                w.varint(offsets.len() as u64);
+                for &o in offsets {
+                    w.u64(o);
+                }
+            }
         }
         w.buf
     }
@@ -551,6 +605,20 @@ impl Message {
                 security: flag(&mut r)?,
                 reason: string(&mut r)?,
             },
+            40 => Message::SyncRequest {
+                first_slot: r.u64()?,
+                slots: r.u64()?,
+            },
+            41 => Message::SyncWindow {
+                first_slot: r.u64()?,
+                bases: r.bits()?,
+                values: r.bits()?,
+            },
+            42 => {
+                let n = r.len(MAX_ITEMS.min(r.remaining() / 8), "offsets")?;
+                let offsets = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                Message::SyncDone { offsets }
+            }
             t => return Err(ProtocolError::Malformed(format!("unknown message tag {t}"))),
         };
         r.finish()?;

@@ -75,6 +75,7 @@ pub fn run(a: DemoArgs) -> Result<u8> {
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
         frame_tap: None,
+        sync: Default::default(),
     };
     let report = distill(&sim.files.alice, &sim.files.bob, &opts, progress)?;
     if let Some(r) = &a.report {

@@ -136,6 +136,16 @@ pub struct DistillArgs {
     pub force: bool,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Bob's input is a time tagger's file in this format (imported on the fly; see
+    /// `qkd import` for the format options).
+    #[command(flatten)]
+    pub bob_format: super::import::ImportFormatArgs,
+    /// Time synchronisation: largest slot offset searched each way.
+    #[arg(long, default_value_t = qkd_distill::sync::SyncOptions::default().max_offset_slots)]
+    pub max_offset_slots: u64,
+    /// Time synchronisation: slots of Alice's disclosed window (default: from the rate).
+    #[arg(long)]
+    pub sync_window_slots: Option<u64>,
 }
 
 pub fn run(a: DistillArgs) -> Result<u8> {
@@ -146,9 +156,27 @@ pub fn run(a: DistillArgs) -> Result<u8> {
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
         frame_tap: None,
+        sync: qkd_distill::sync::SyncOptions {
+            max_offset_slots: a.max_offset_slots,
+            window_slots: a.sync_window_slots,
+            period_ps: a.bob_format.slot_period_ps,
+            ..Default::default()
+        },
     };
     let progress = Arc::new(TermProgress::new(a.json));
-    let report = distill(&a.alice, &a.bob, &opts, progress)?;
+    // A time tagger's file: import it next to the keys first (paired with Alice's run).
+    let mut bob = a.bob.clone();
+    let mut _imported = None;
+    if a.bob_format.format.is_some() {
+        let mut io = a.bob_format.options()?;
+        io.run_id = Some(qkd_distill::io::PrepLog::open(&a.alice)?.header().run_id);
+        std::fs::create_dir_all(&a.out).map_err(|e| qkd_distill::error::Error::io(&a.out, e))?;
+        let path = a.out.join(".bob-import.qdl");
+        qkd_distill::io::import::import(std::slice::from_ref(&a.bob), &io, Some((&path, true)))?;
+        _imported = Some(TempFile(path.clone()));
+        bob = path;
+    }
+    let report = distill(&a.alice, &bob, &opts, progress)?;
     if let Some(r) = &a.report {
         write_json(r, &report)?;
     }
@@ -158,6 +186,15 @@ pub fn run(a: DistillArgs) -> Result<u8> {
         print_summary(&report);
     }
     Ok(report.exit_code())
+}
+
+/// Removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub fn print_summary(r: &DistillReport) {

@@ -6,11 +6,13 @@ mod bench_pa;
 mod codes;
 mod demo;
 mod distill;
+mod import;
 mod inspect;
 mod keyrate;
 mod output;
 mod simulate;
 mod svg;
+mod sync;
 
 use clap::{Parser, Subcommand};
 use qkd_distill::error::Result;
@@ -39,6 +41,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The built-in LDPC codes: list, inspect, export/import alist, regenerate.
     Codes(codes::CodesArgs),
+    /// Convert a time tagger's files (PTU, qcrypto, quTAG, Swabian, CSV) to a `.qdl` log.
+    Import(import::ImportArgs),
+    /// Time synchronisation of raw time tags (prepare and measure, or two time-tagging sides).
+    Sync(sync::SyncArgs),
+    /// Write a `.qdl` log as CSV (time_ticks,time_ps,channel,kind).
+    Export(import::ExportArgs),
     /// Secret-key rate against distance for a device (decoy BB84: GLLP, Lim et al. 2014, PLOB).
     Keyrate(keyrate::KeyrateArgs),
 }
@@ -55,5 +63,8 @@ pub fn run() -> Result<u8> {
         Command::Bench(a) => bench::run(a),
         Command::Codes(a) => codes::run(a),
         Command::Keyrate(a) => keyrate::run(a),
+        Command::Import(a) => import::run_import(a),
+        Command::Export(a) => import::run_export(a),
+        Command::Sync(a) => sync::run(a),
     }
 }

@@ -4,7 +4,7 @@ use super::output::{TermProgress, print_json, thousands, write_json};
 use clap::Args;
 use qkd_distill::error::{ConfigError, Result};
 use qkd_distill::sim::link::{Attack, LinkParams};
-use qkd_distill::sim::{SimulationSummary, simulate_decoy_bb84};
+use qkd_distill::sim::{RawTagParams, SimulationSummary, simulate_with};
 use std::path::PathBuf;
 
 /// The device: source, fiber and receiver (shared by `simulate`, `demo` and `keyrate`).
@@ -116,12 +116,51 @@ pub struct SimulateArgs {
     pub report: Option<PathBuf>,
     #[command(flatten)]
     pub link: LinkArgs,
+    /// Write Bob's detections as raw time tags (ps, Bob's clock) instead of slot indices.
+    #[arg(long)]
+    pub raw_timetags: bool,
+    /// Raw tags: RMS timing jitter in ps.
+    #[arg(long, default_value_t = 30.0, requires = "raw_timetags")]
+    pub jitter_ps: f64,
+    /// Raw tags: slots between Alice's sync pulses (0 = no sync channel).
+    #[arg(long, default_value_t = 1000, requires = "raw_timetags")]
+    pub sync_period_slots: u64,
+    /// Raw tags: Bob's clock offset in µs.
+    #[arg(long, default_value_t = 0.0, requires = "raw_timetags")]
+    pub clock_offset_us: f64,
+    /// Raw tags: Bob's clock rate error in ppm.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        requires = "raw_timetags",
+        allow_hyphen_values = true
+    )]
+    pub clock_drift_ppm: f64,
+    /// Raw tags: also write bob.ptu (PicoQuant Generic T2).
+    #[arg(long, requires = "raw_timetags")]
+    pub ptu: bool,
 }
 
 pub fn run(a: SimulateArgs) -> Result<u8> {
     let params = a.link.params()?;
     let progress = TermProgress::new(a.json);
-    let s = simulate_decoy_bb84(&params, a.pulses, a.seed, &a.out, a.force, &progress)?;
+    let raw = a.raw_timetags.then(|| RawTagParams {
+        jitter_ps: a.jitter_ps,
+        sync_period_slots: a.sync_period_slots,
+        clock_offset_ps: a.clock_offset_us * 1e6,
+        clock_drift_ppm: a.clock_drift_ppm,
+        ptu: a.ptu,
+        ..RawTagParams::default()
+    });
+    let s = simulate_with(
+        &params,
+        a.pulses,
+        a.seed,
+        &a.out,
+        a.force,
+        &progress,
+        raw.as_ref(),
+    )?;
     if let Some(r) = &a.report {
         write_json(r, &s)?;
     }
@@ -158,6 +197,15 @@ pub fn print_summary(s: &SimulationSummary) {
             "  eavesdropper      {:?} on {} pulses",
             p.attack,
             thousands(s.counts.attacked_pulses)
+        );
+    }
+    if let Some(r) = &s.raw_timetags {
+        println!(
+            "  raw time tags     jitter {} ps, clock offset {} µs, drift {} ppm, sync every {} slots",
+            r.jitter_ps,
+            r.clock_offset_ps / 1e6,
+            r.clock_drift_ppm,
+            r.sync_period_slots
         );
     }
     println!(

@@ -43,6 +43,9 @@ pub struct SimulationSummary {
     pub counts: SimulationCounts,
     /// Files written.
     pub files: SimulationFiles,
+    /// Bob's raw time-tag parameters (true clock offset and drift), if raw tags were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_timetags: Option<RawTagParams>,
 }
 
 /// Realised counts of a simulation.
@@ -71,6 +74,109 @@ impl SimulationCounts {
         self.sifted_key_single_clicks += o.sifted_key_single_clicks;
         self.key_errors_single_clicks += o.key_errors_single_clicks;
     }
+}
+
+/// Bob's detections as raw time tags instead of slot indices (`qkd simulate --raw-timetags`):
+/// what a time tagger on Bob's side records, for testing time synchronisation end to end.
+///
+/// Bob's clock reads t_B = offset + (1 + drift)·t_A for Alice's time t_A; a detection of slot k
+/// is tagged at t_B(k·T + d_c) + jitter (T the slot period, d_c the detector's delay, jitter
+/// Gaussian), in picoseconds. Every `sync_period_slots`-th slot Alice's sync pulse is tagged on
+/// channel [`SYNC_CHANNEL`] with the same clock and jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawTagParams {
+    /// RMS timing jitter of each tag in ps.
+    pub jitter_ps: f64,
+    /// Slots between sync pulses (0: no sync channel).
+    pub sync_period_slots: u64,
+    /// Bob's clock offset in ps (reading of Bob's clock at Alice's slot 0).
+    pub clock_offset_ps: f64,
+    /// Bob's clock rate error in ppm.
+    pub clock_drift_ppm: f64,
+    /// Per-detector delay in ps (cables, detector latency).
+    pub detector_delay_ps: [f64; 4],
+    /// Also write `bob.ptu` (PicoQuant Generic T2, 1 ps).
+    pub ptu: bool,
+}
+
+impl Default for RawTagParams {
+    fn default() -> Self {
+        RawTagParams {
+            jitter_ps: 30.0,
+            sync_period_slots: 1000,
+            clock_offset_ps: 0.0,
+            clock_drift_ppm: 0.0,
+            detector_delay_ps: [0.0, 40.0, 80.0, 120.0],
+            ptu: false,
+        }
+    }
+}
+
+/// Channel id of the sync input in raw simulated logs.
+pub const SYNC_CHANNEL: u16 = 4;
+
+impl RawTagParams {
+    /// Bob's tag time (ps) of Alice time `t_a_ps`.
+    pub fn bob_time(&self, t_a_ps: f64) -> f64 {
+        self.clock_offset_ps + (1.0 + self.clock_drift_ppm * 1e-6) * t_a_ps
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| {
+            Err(crate::error::ConfigError::invalid("raw time tags", m.to_string()).into())
+        };
+        if !(self.jitter_ps >= 0.0 && self.jitter_ps < 1e6) {
+            return bad("jitter must be in [0, 1 µs)");
+        }
+        if self.clock_drift_ppm.abs() > 1000.0 {
+            return bad("clock drift beyond ±1000 ppm");
+        }
+        if self.ptu && self.clock_offset_ps < 0.0 {
+            return bad("PTU output needs a non-negative clock offset");
+        }
+        Ok(())
+    }
+}
+
+/// Turn a block's slot-annotated records into Bob's raw tags (ps), with syncs, sorted.
+fn to_raw_tags(
+    records: &mut Vec<Record>,
+    raw: &RawTagParams,
+    slot_ps: f64,
+    seed: u64,
+    block: u64,
+    first_slot: u64,
+    n: usize,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7261_775f_7461_6773);
+    rng.set_stream(block);
+    // Box–Muller normal deviates.
+    let mut normal = move || {
+        let u1 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (-2.0 * (u1.max(1e-300)).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    for r in records.iter_mut() {
+        let t = r.time as f64 * slot_ps + raw.detector_delay_ps[(r.channel as usize).min(3)];
+        r.time = (raw.bob_time(t) + raw.jitter_ps * normal()).round() as i64;
+        r.flags = 0;
+    }
+    if raw.sync_period_slots > 0 {
+        let n_sync = raw.sync_period_slots;
+        let mut k = first_slot.div_ceil(n_sync) * n_sync;
+        while k < first_slot + n as u64 {
+            let t = raw.bob_time(k as f64 * slot_ps) + raw.jitter_ps * normal();
+            records.push(Record {
+                time: t.round() as i64,
+                channel: SYNC_CHANNEL,
+                kind: crate::io::RecordKind::Sync,
+                flags: 0,
+                aux: 0,
+            });
+            k += n_sync;
+        }
+    }
+    records.sort_by_key(|r| r.time);
 }
 
 /// Paths of the simulation's files.
@@ -240,7 +346,23 @@ pub fn simulate_decoy_bb84(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> Result<SimulationSummary> {
+    simulate_with(params, pulses, seed, out_dir, overwrite, progress, None)
+}
+
+/// [`simulate_decoy_bb84`], optionally with Bob's detections as raw time tags.
+pub fn simulate_with(
+    params: &LinkParams,
+    pulses: u64,
+    seed: u64,
+    out_dir: &Path,
+    overwrite: bool,
+    progress: &dyn Progress,
+    raw: Option<&RawTagParams>,
+) -> Result<SimulationSummary> {
     params.validate()?;
+    if let Some(r) = raw {
+        r.validate()?;
+    }
     if pulses == 0 {
         return Err(crate::error::ConfigError::invalid("pulses", "must be > 0").into());
     }
@@ -275,21 +397,47 @@ pub fn simulate_decoy_bb84(
         ],
         extra: Default::default(),
     };
+    let slot_ps = 1e12 / params.clock_rate_hz as f64;
+    let mut channels: Vec<ChannelInfo> = DETECTOR_STATES
+        .iter()
+        .enumerate()
+        .map(|(i, &(basis, value))| ChannelInfo {
+            id: i as u16,
+            name: format!("D_{basis:?}{value}"),
+            kind: ChannelKind::Detector,
+            state: Some(DetectorState { basis, value }),
+        })
+        .collect();
+    let mut extra = serde_json::Map::new();
+    if let Some(r) = raw {
+        if r.sync_period_slots > 0 {
+            channels.push(ChannelInfo {
+                id: SYNC_CHANNEL,
+                name: "SYNC".into(),
+                kind: ChannelKind::Sync,
+                state: None,
+            });
+        }
+        // What Bob's side knows about the rig: the nominal slot clock, not the offset or drift.
+        extra.insert(
+            "slot_clock".into(),
+            serde_json::json!({
+                "period_ps": slot_ps,
+                "sync_channel": (r.sync_period_slots > 0).then_some(SYNC_CHANNEL),
+                "sync_period_slots": (r.sync_period_slots > 0).then_some(r.sync_period_slots),
+            }),
+        );
+    }
     let det_meta = DetectionMeta {
         role: "bob".into(),
-        source_format: "qkd-distill/simulate".into(),
-        channels: DETECTOR_STATES
-            .iter()
-            .enumerate()
-            .map(|(i, &(basis, value))| ChannelInfo {
-                id: i as u16,
-                name: format!("D_{basis:?}{value}"),
-                kind: ChannelKind::Detector,
-                state: Some(DetectorState { basis, value }),
-            })
-            .collect(),
-        total_slots: Some(pulses),
-        extra: Default::default(),
+        source_format: if raw.is_some() {
+            "qkd-distill/simulate raw time tags".into()
+        } else {
+            "qkd-distill/simulate".into()
+        },
+        channels,
+        total_slots: if raw.is_some() { None } else { Some(pulses) },
+        extra,
     };
     let mut alice = PrepLogWriter::create(
         &files.alice,
@@ -299,14 +447,30 @@ pub fn simulate_decoy_bb84(
         ),
         overwrite,
     )?;
-    let mut bob = DetectionLogWriter::create(
-        &files.bob,
-        &header(
-            FLAG_SLOT_ANNOTATED | FLAG_TIME_SORTED,
-            serde_json::to_string(&det_meta).expect("metadata serializes"),
-        ),
-        overwrite,
-    )?;
+    let mut bob_header = header(
+        if raw.is_some() {
+            FLAG_TIME_SORTED
+        } else {
+            FLAG_SLOT_ANNOTATED | FLAG_TIME_SORTED
+        },
+        serde_json::to_string(&det_meta).expect("metadata serializes"),
+    );
+    if raw.is_some() {
+        bob_header.tick_num = 1;
+        bob_header.tick_den = 1_000_000_000_000;
+    }
+    let mut bob = DetectionLogWriter::create(&files.bob, &bob_header, overwrite)?;
+    let ptu_path = out_dir.join("bob.ptu");
+    let mut ptu = match raw {
+        Some(r) if r.ptu => {
+            use crate::io::import::ptu::{PtuWriter, header_bytes, rectype};
+            let mut f = crate::io::AtomicFile::create(&ptu_path, overwrite, false)?;
+            let h = header_bytes(rectype::GENERIC_T2, 1e-12, 1e-12, 0);
+            f.write_all(&h)?;
+            Some((f, PtuWriter::new(Vec::new(), rectype::GENERIC_T2), h.len()))
+        }
+        _ => None,
+    };
     if !overwrite && files.link.exists() {
         return Err(crate::error::ConfigError::Mismatch(format!(
             "{} already exists; refusing to overwrite it (use --force to replace it)",
@@ -328,12 +492,34 @@ pub fn simulate_decoy_bb84(
             .map(|b| {
                 let first = b * SIM_BLOCK_SLOTS as u64;
                 let n = (pulses - first).min(SIM_BLOCK_SLOTS as u64) as usize;
-                simulate_block(params, &table, seed, b, first, n)
+                let mut o = simulate_block(params, &table, seed, b, first, n);
+                if let Some(r) = raw {
+                    to_raw_tags(&mut o.records, r, slot_ps, seed, b, first, n);
+                }
+                o
             })
             .collect();
         for o in outs {
             alice.write_block(&o.planes)?;
             bob.write_records(&o.records)?;
+            if let Some((f, w, _)) = ptu.as_mut() {
+                use crate::io::import::ptu::PtuEvent;
+                for r in &o.records {
+                    let time = r.time.max(0) as u64;
+                    let e = if r.kind == crate::io::RecordKind::Sync {
+                        PtuEvent::Sync { time }
+                    } else {
+                        PtuEvent::Photon {
+                            channel: r.channel,
+                            time,
+                            dtime: 0,
+                        }
+                    };
+                    w.write(e).map_err(|e| Error::io(&ptu_path, e))?;
+                }
+                let bytes = std::mem::take(w.inner_mut());
+                f.write_all(&bytes)?;
+            }
             counts.add(&o.counts);
             progress.inc(o.planes.len() as u64);
         }
@@ -341,6 +527,13 @@ pub fn simulate_decoy_bb84(
     }
     alice.finish()?;
     bob.finish()?;
+    if let Some((mut f, w, header_len)) = ptu {
+        use crate::io::import::ptu::{header_bytes, rectype};
+        let h = header_bytes(rectype::GENERIC_T2, 1e-12, 1e-12, w.records());
+        debug_assert_eq!(h.len(), header_len);
+        f.rewrite_at(0, &h)?;
+        f.commit()?;
+    }
     progress.finish();
     let summary = SimulationSummary {
         run_id: run_id.to_string(),
@@ -350,6 +543,7 @@ pub fn simulate_decoy_bb84(
         expected: link::expectation(params),
         counts,
         files: files.clone(),
+        raw_timetags: raw.cloned(),
     };
     let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
     let mut f = crate::io::AtomicFile::create(&files.link, overwrite, false)?;

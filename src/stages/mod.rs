@@ -30,6 +30,8 @@ impl StreamId {
     pub const VERIFICATION: u32 = 3;
     /// Privacy amplification.
     pub const AMPLIFICATION: u32 = 4;
+    /// Time synchronisation of raw time tags.
+    pub const SYNC: u32 = 5;
     /// Error-correction worker `w`.
     pub fn error_correction(w: usize) -> u32 {
         100 + w as u32

@@ -373,6 +373,16 @@ pub struct ImportReport {
     pub longest_idle_s: f64,
     /// Warnings (device flags, unusual values).
     pub warnings: Vec<String>,
+    /// Peak resident memory of the process at the end of the import (Linux `VmHWM`), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident set size (Linux; `None` elsewhere).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Receives decoded records: re-sorts within a bounded horizon, counts, and writes blocks.
@@ -438,6 +448,7 @@ impl ImportSink {
                 span_s: 0.0,
                 longest_idle_s: 0.0,
                 warnings: Vec::new(),
+                peak_rss_bytes: None,
             },
             sync_channel,
             position: (PathBuf::new(), 0),
@@ -454,12 +465,11 @@ impl ImportSink {
             RecordKind::MissedCount => self.report.missed_events += u64::from(r.aux),
             _ => {}
         }
-        if let Some(m) = self.max_seen {
-            if r.time < m {
-                self.report.out_of_order += 1;
-                self.report.max_out_of_order_ticks =
-                    self.report.max_out_of_order_ticks.max(m - r.time);
-            }
+        if let Some(m) = self.max_seen
+            && r.time < m
+        {
+            self.report.out_of_order += 1;
+            self.report.max_out_of_order_ticks = self.report.max_out_of_order_ticks.max(m - r.time);
         }
         self.max_seen = Some(self.max_seen.map_or(r.time, |m| m.max(r.time)));
         self.heap.push(std::cmp::Reverse((
@@ -683,7 +693,8 @@ pub fn import(
         summary.bytes = r.offset;
         sink.report.files.push(summary);
     }
-    let (writer, report) = sink.finish()?;
+    let (writer, mut report) = sink.finish()?;
+    report.peak_rss_bytes = peak_rss_bytes();
     if let Some(w) = writer {
         let mut channels: Vec<ChannelInfo> = Vec::new();
         let mut seen: Vec<(u16, RecordKind)> = report

@@ -715,4 +715,9 @@ impl<W: Write> PtuWriter<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+
+    /// The output, to drain it while writing on.
+    pub fn inner_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
 }

@@ -159,7 +159,7 @@ pub fn decode<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>, spec: &CsvSpec) 
         // The first non-comment line may be a header of column names.
         let first = data_lines == 1;
         let fields: Vec<&str> = text
-            .split(|c: char| c == ',' || c == ';' || c == '\t' || c == ' ')
+            .split([',', ';', '\t', ' '])
             .filter(|f| !f.is_empty())
             .collect();
         let bad = |field: &'static str, msg: String| -> crate::error::Error {
