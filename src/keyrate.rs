@@ -270,6 +270,31 @@ pub fn evaluate(link: &LinkParams, s: &RateSettings) -> RatePoint {
     }
 }
 
+/// The parameter set of Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307 (2014), Fig. 1:
+/// η_Bob = 10 %, p_dc = 6×10⁻⁷, p_ap = 4 %, e_mis = 0.5 %, f = 1.16, μ₃ = 2×10⁻⁴,
+/// 0.2 dB/km, ε_cor = 10⁻¹⁵, ε_sec = κ·ℓ with κ = 10⁻¹⁵, every other parameter optimised.
+pub fn lim2014() -> (LinkParams, RateSettings) {
+    (
+        LinkParams {
+            fiber_loss_db_per_km: 0.2,
+            receiver_loss_db: 0.0,
+            detector_efficiency: 0.1,
+            dark_count_prob: 6e-7,
+            misalignment: 5e-3,
+            afterpulse_prob: 0.04,
+            ..LinkParams::default()
+        },
+        RateSettings {
+            f_ec: 1.16,
+            epsilon_sec: 1e-10,
+            epsilon_cor: 1e-15,
+            qber_sample_fraction: 0.0,
+            data: DataSize::Asymptotic,
+            epsilon_sec_per_bit: Some(1e-15),
+        },
+    )
+}
+
 /// Source parameters chosen by [`optimize`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Optimized {
@@ -477,31 +502,6 @@ mod tests {
         );
         assert_eq!(far.finite_key, Some(0.0));
         assert_eq!(far.asymptotic_decoy, 0.0);
-    }
-
-    /// The parameter set of Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307 (2014), Fig. 1:
-    /// η_Bob = 10 %, p_dc = 6×10⁻⁷, p_ap = 4 %, e_mis = 0.5 %, f = 1.16, μ₃ = 2×10⁻⁴,
-    /// 0.2 dB/km, ε_cor = 10⁻¹⁵, ε_sec = κ·ℓ with κ = 10⁻¹⁵, every other parameter optimised.
-    pub(crate) fn lim2014() -> (LinkParams, RateSettings) {
-        (
-            LinkParams {
-                fiber_loss_db_per_km: 0.2,
-                receiver_loss_db: 0.0,
-                detector_efficiency: 0.1,
-                dark_count_prob: 6e-7,
-                misalignment: 5e-3,
-                afterpulse_prob: 0.04,
-                ..LinkParams::default()
-            },
-            RateSettings {
-                f_ec: 1.16,
-                epsilon_sec: 1e-10,
-                epsilon_cor: 1e-15,
-                qber_sample_fraction: 0.0,
-                data: DataSize::Asymptotic,
-                epsilon_sec_per_bit: Some(1e-15),
-            },
-        )
     }
 
     #[test]

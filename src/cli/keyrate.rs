@@ -128,22 +128,11 @@ pub fn run(a: KeyrateArgs) -> Result<u8> {
     match a.preset.as_deref() {
         None => {}
         Some("lim2014") => {
-            link = LinkParams {
-                fiber_loss_db_per_km: 0.2,
-                receiver_loss_db: 0.0,
-                detector_efficiency: 0.1,
-                dark_count_prob: 6e-7,
-                misalignment: 5e-3,
-                afterpulse_prob: 0.04,
-                clock_rate_hz: link.clock_rate_hz,
-                ..LinkParams::default()
-            };
-            settings = RateSettings {
-                f_ec: 1.16,
-                epsilon_cor: 1e-15,
-                epsilon_sec_per_bit: Some(1e-15),
-                ..settings
-            };
+            let clock = link.clock_rate_hz;
+            let data = settings.data;
+            (link, settings) = qkd_distill::keyrate::lim2014();
+            link.clock_rate_hz = clock;
+            settings.data = data;
         }
         Some(other) => {
             return Err(ConfigError::invalid(
