@@ -252,6 +252,15 @@ pub struct BlockReport {
     pub multi_clicks: u64,
     /// Of which clicks in both bases.
     pub cross_basis_clicks: u64,
+    /// Clicks per detector state (Z0, Z1, X0, X1), before squashing (Bob).
+    #[serde(default)]
+    pub detector_clicks: [u64; 4],
+    /// Slots with a click in the Z detectors and in the X detectors (Bob).
+    #[serde(default)]
+    pub arm_slots: [u64; 2],
+    /// Monitor alarms raised on this block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<crate::monitors::Alarm>,
     /// Sifted key-basis bits.
     pub sifted_key_bits: u64,
     /// Sifted test-basis bits.

@@ -209,6 +209,8 @@ pub struct DistillReport {
     pub abort_reason: Option<String>,
     /// Structured abort reason.
     pub abort: Option<AbortReason>,
+    /// Monitor alarms (an alarm aborts the run; see [`crate::monitors`]).
+    pub alarms: Vec<crate::monitors::Alarm>,
     /// Slots in the run.
     pub total_slots: u64,
     /// Detected slots.
@@ -379,6 +381,7 @@ fn run_party(
     opts: &DistillOptions,
     key_path: PathBuf,
     progress: Arc<dyn Progress + Send + Sync>,
+    run_alarms: &[crate::monitors::Alarm],
 ) -> PartyResult {
     let traffic = Arc::new(Mutex::new(ChannelStats::default()));
     let mut result = PartyResult {
@@ -391,12 +394,23 @@ fn run_party(
     let run = || -> Result<(KeySink, Vec<StageMetrics>, DecoyParams)> {
         let decoy = handshake(&input, link.as_ref(), &opts.settings)?;
         let sink = KeySink::create(&key_path, opts.overwrite)?;
+        let calibration = match &input {
+            PartyInput::Bob(log) => log
+                .meta()
+                .extra
+                .get("calibration")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
+            PartyInput::Alice(_) => Default::default(),
+        };
         let session = Arc::new(Session {
             role,
             settings: opts.settings.clone(),
             decoy: decoy.clone(),
             kernels: opts.kernels,
             deterministic_seed: opts.deterministic_seed,
+            calibration,
+            run_alarms: run_alarms.to_vec(),
         });
         let io = |stream: u32| -> Result<StageIo> {
             Ok(StageIo {
@@ -510,6 +524,7 @@ pub fn distill(
     let mut sync_report = None;
     let mut sync_ledger = LeakageLedger::default();
     let _synced_guard;
+    let raw_calibration = det.meta().extra.get("calibration").cloned();
     if det.header().flags & crate::io::header::FLAG_SLOT_ANNOTATED == 0 {
         let path = opts
             .out_dir
@@ -520,10 +535,20 @@ pub fn distill(
         sync_ledger = l;
         det = Arc::new(DetectionLog::open(&path)?);
     }
+    // Monitors on the run as a whole: Alice's watchdog and, for raw tags, the arrival times.
+    let mut run_alarms = crate::monitors::check_watchdog(&prep.meta().extra);
+    if let Some(r) = &sync_report {
+        let cal: crate::monitors::Calibration = raw_calibration
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        run_alarms.extend(crate::monitors::check_arrival_times(r, &cal));
+    }
     let (la, lb) = InMemoryLink::pair_tapped(opts.frame_tap.clone());
     let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
     let total_slots = prep.total_slots();
     let run_id = prep.header().run_id.to_string();
+    let run_alarms = &run_alarms;
     let (alice, bob) = std::thread::scope(|s| {
         let a = {
             let progress = progress.clone();
@@ -537,6 +562,7 @@ pub fn distill(
                     opts,
                     path,
                     progress,
+                    run_alarms,
                 )
             })
         };
@@ -544,7 +570,17 @@ pub fn distill(
             let progress = progress.clone();
             let path = files.bob.clone();
             let det = det.clone();
-            s.spawn(move || run_party(Role::Bob, PartyInput::Bob(det), lb, opts, path, progress))
+            s.spawn(move || {
+                run_party(
+                    Role::Bob,
+                    PartyInput::Bob(det),
+                    lb,
+                    opts,
+                    path,
+                    progress,
+                    run_alarms,
+                )
+            })
         };
         (
             a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
@@ -664,6 +700,10 @@ pub fn distill(
         outcome,
         aborted: outcome == RunOutcome::Aborted,
         abort_reason: reason,
+        alarms: match &abort {
+            Some(AbortReason::MonitorAlarm { alarms, .. }) => alarms.clone(),
+            _ => Vec::new(),
+        },
         abort,
         total_slots,
         detections,

@@ -129,6 +129,13 @@ pub enum AbortReason {
         estimated: f64,
         threshold: f64,
     },
+    /// A monitor found an eavesdropper's footprint (see [`crate::monitors`]).
+    MonitorAlarm {
+        block: u64,
+        alarms: Vec<crate::monitors::Alarm>,
+    },
+    /// The CHSH value is not significantly above 2 (entanglement-based runs).
+    BellTestFailed { s_value: f64, lower_bound: f64 },
     /// The peer announced a security abort.
     PeerAborted { message: String },
 }
@@ -155,6 +162,23 @@ impl std::fmt::Display for AbortReason {
                 "block {block}: test-basis (phase) error rate {:.2} % exceeds the threshold {:.2} % (possible eavesdropping)",
                 estimated * 100.0,
                 threshold * 100.0
+            ),
+            AbortReason::MonitorAlarm { block, alarms } => {
+                write!(f, "block {block}: monitor alarm (possible eavesdropping): ")?;
+                for (i, a) in alarms.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                Ok(())
+            }
+            AbortReason::BellTestFailed {
+                s_value,
+                lower_bound,
+            } => write!(
+                f,
+                "Bell test failed: CHSH S = {s_value:.4}, lower confidence bound {lower_bound:.4} is not above 2 (no entanglement can be certified)"
             ),
             AbortReason::PeerAborted { message } => write!(f, "peer aborted: {message}"),
         }

@@ -45,6 +45,7 @@ pub mod kernels;
 pub mod keyrate;
 pub mod keystore;
 pub mod ledger;
+pub mod monitors;
 pub mod parameter_estimation;
 pub mod pipeline;
 pub mod privacy_amplification;

@@ -732,3 +732,87 @@ fn raw_timetags_with_offset_and_drift_distill_like_the_slot_annotated_run() {
 fn opts_for(out: &Path) -> DistillOptions {
     opts(out, DistillSettings::default(), Some(1))
 }
+
+/// Every attack model of `qkd simulate --attack` is caught, at the documented strength, by at
+/// least one monitor (or the error-rate abort), and the run aborts without key files.
+#[test]
+fn every_attack_is_caught_by_a_monitor() {
+    use qkd_distill::progress::NoProgress;
+    use qkd_distill::sim::{RawTagParams, simulate_with};
+    let cases: [(&str, bool, &[&str]); 7] = [
+        ("intercept-resend:0.5", false, &["qber"]),
+        ("pns:1", false, &["decoy_consistency"]),
+        ("blinding:1", false, &["double_clicks", "too_perfect_qber"]),
+        ("time-shift:1", true, &["arrival_time"]),
+        ("faked-states:0.3", true, &["arrival_time"]),
+        ("faked-states:1", false, &["qber"]),
+        ("trojan-horse:0.1", false, &["watchdog"]),
+    ];
+    for (attack, raw, monitors) in cases {
+        let dir = Scratch::new("attack");
+        let link = LinkParams {
+            attack: Attack::parse(attack).unwrap(),
+            ..short_link()
+        };
+        let rawp = RawTagParams::default();
+        simulate_with(
+            &link,
+            20_000_000,
+            5,
+            dir.path(),
+            true,
+            &NoProgress,
+            raw.then_some(&rawp),
+        )
+        .unwrap();
+        let r = run(&dir, "keys", DistillSettings::default(), Some(2)).unwrap();
+        assert_eq!(
+            r.outcome,
+            RunOutcome::Aborted,
+            "{attack}: {:?}",
+            r.abort_reason
+        );
+        assert_eq!(r.secret_bits, 0);
+        assert!(!dir.join("keys/alice.key").exists());
+        let fired: Vec<String> = match &r.abort {
+            Some(AbortReason::QberTooHigh { .. } | AbortReason::PhaseErrorTooHigh { .. }) => {
+                vec!["qber".into()]
+            }
+            Some(AbortReason::MonitorAlarm { alarms, .. }) => {
+                alarms.iter().map(|a| a.monitor.clone()).collect()
+            }
+            other => panic!("{attack}: {other:?}"),
+        };
+        assert!(
+            monitors.iter().all(|m| fired.iter().any(|f| f == m)),
+            "{attack}: fired {fired:?}, expected {monitors:?}"
+        );
+        assert_eq!(
+            r.alarms.len(),
+            if fired == ["qber"] { 0 } else { fired.len() }
+        );
+    }
+    // The honest link, slot-annotated and raw: no alarm.
+    for raw in [false, true] {
+        let dir = Scratch::new("honest");
+        let rawp = RawTagParams::default();
+        simulate_with(
+            &short_link(),
+            20_000_000,
+            6,
+            dir.path(),
+            true,
+            &NoProgress,
+            raw.then_some(&rawp),
+        )
+        .unwrap();
+        let r = run(&dir, "keys", DistillSettings::default(), Some(2)).unwrap();
+        assert_eq!(
+            r.outcome,
+            RunOutcome::Key,
+            "raw={raw}: {:?}",
+            r.abort_reason
+        );
+        assert!(r.alarms.is_empty());
+    }
+}

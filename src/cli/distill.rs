@@ -280,6 +280,9 @@ pub fn print_summary(r: &DistillReport) {
             r.abort_reason.as_deref().unwrap_or("")
         ),
     }
+    for a in &r.alarms {
+        println!("  ALARM             {a}");
+    }
     if r.deterministic_rng {
         println!(
             "  WARNING           deterministic protocol randomness (--insecure-deterministic-rng): test use only"

@@ -410,4 +410,40 @@ impl PrepLogWriter {
     pub fn finish(self) -> Result<PathBuf> {
         self.file.commit()
     }
+
+    /// Like [`PrepLogWriter::create`] with `reserve` bytes kept for the metadata, so that
+    /// [`PrepLogWriter::finish_with_header`] can complete it (e.g. with counts known only at
+    /// the end).
+    pub fn create_reserved(
+        path: &Path,
+        header: &FileHeader,
+        overwrite: bool,
+        reserve: usize,
+    ) -> Result<PrepLogWriter> {
+        let mut h = header.clone();
+        while h.metadata_json.len() < reserve {
+            h.metadata_json.push(' ');
+        }
+        Self::create(path, &h, overwrite)
+    }
+
+    /// Replace the header (metadata padded to the same length) and complete the file.
+    pub fn finish_with_header(mut self, header: &FileHeader, reserve: usize) -> Result<PathBuf> {
+        let mut h = header.clone();
+        if h.metadata_json.len() > reserve {
+            return Err(crate::error::ConfigError::invalid(
+                "metadata",
+                format!(
+                    "{} bytes exceed the {reserve} reserved",
+                    h.metadata_json.len()
+                ),
+            )
+            .into());
+        }
+        while h.metadata_json.len() < reserve {
+            h.metadata_json.push(' ');
+        }
+        self.file.rewrite_at(0, &h.encode(FileKind::PrepLog))?;
+        self.file.commit()
+    }
 }

@@ -148,9 +148,27 @@ pub struct BobDetections {
     pub multi_clicks: u64,
     /// Slots with clicks in both bases.
     pub cross_basis_clicks: u64,
+    /// Clicks per detector state, index `basis·2 + value` (Z0, Z1, X0, X1).
+    pub detector_clicks: [u64; 4],
+    /// Slots with a click in the Z detectors, and in the X detectors.
+    pub arm_slots: [u64; 2],
 }
 
 impl BobDetections {
+    /// Count the raw clicks of one slot (before squashing): per detector, and per arm.
+    pub fn count_clicks(&mut self, clicks: &[DetectorState]) {
+        let mut seen = 0u8;
+        for c in clicks {
+            let i = usize::from(c.basis == Basis::X) * 2 + usize::from(c.value);
+            if seen >> i & 1 == 0 {
+                self.detector_clicks[i] += 1;
+                seen |= 1 << i;
+            }
+        }
+        self.arm_slots[0] += u64::from(seen & 0b0011 != 0);
+        self.arm_slots[1] += u64::from(seen & 0b1100 != 0);
+    }
+
     /// Append one squashed slot.
     pub fn push(&mut self, slot: u64, s: Squashed) {
         debug_assert!(self.slots.last().is_none_or(|&l| l < slot));

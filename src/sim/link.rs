@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 pub const DETECTOR_STATES: [(Basis, u8); 4] =
     [(Basis::Z, 0), (Basis::Z, 1), (Basis::X, 0), (Basis::X, 1)];
 
-/// An eavesdropper acting on the quantum channel.
+/// An eavesdropper acting on the quantum channel. Each model attacks a pulse with probability
+/// `fraction` (the attack strength); the models and what they leave in the statistics are listed
+/// in `docs/attacks.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Attack {
@@ -31,52 +33,115 @@ pub enum Attack {
     #[default]
     None,
     /// Intercept-resend (Bennett, Brassard 1984; Curty, Lütkenhaus PRA 69, 042321 (2004)):
-    /// on each pulse with probability `fraction` Eve measures in a uniformly random basis and
-    /// resends the result with the pulse's photon-number distribution, so gains are unchanged and
-    /// the attacked pulses carry 25 % errors in both bases.
+    /// Eve measures in a uniformly random basis and resends the result with the pulse's
+    /// photon-number distribution, so gains are unchanged and attacked pulses carry 25 % errors
+    /// in both bases.
     InterceptResend {
         /// Fraction of pulses attacked, in [0, 1].
         fraction: f64,
     },
+    /// Photon-number splitting (Brassard, Lütkenhaus, Mor, Sanders, PRL 85, 1330 (2000)): Eve
+    /// measures the photon number; she blocks single-photon pulses and, from multi-photon
+    /// pulses, keeps one photon and sends the rest to Bob over a lossless channel. No errors;
+    /// the gains of signal and decoy pulses no longer fit one channel transmittance.
+    Pns {
+        /// Fraction of pulses attacked.
+        fraction: f64,
+    },
+    /// Detector blinding (Lydersen et al., Nat. Photon. 4, 686 (2010)): bright light turns
+    /// Bob's detectors into classical threshold detectors; Eve measures each pulse in a random
+    /// basis and sends a bright trigger that clicks only Bob's detector for her result, and
+    /// only when Bob's basis matches hers. No dark counts, no double clicks, no errors on the
+    /// sifted key.
+    Blinding {
+        /// Fraction of pulses attacked.
+        fraction: f64,
+    },
+    /// Time-shift attack on detector efficiency mismatch (Qi, Fung, Lo, Ma, QIC 7, 73 (2007)):
+    /// Eve shifts each pulse early or late by `shift_ps`, where the detectors for value 1 (early)
+    /// or value 0 (late) have only `mismatch` of their efficiency; a click then tells her the
+    /// value. No errors; arrival times move by ± the shift.
+    TimeShift {
+        /// Fraction of pulses attacked.
+        fraction: f64,
+    },
+    /// Faked states on efficiency mismatch (Makarov, Anisimov, Skaar, PRA 74, 022313 (2006)):
+    /// intercept-resend where Eve resends her result time-shifted so that only the detector
+    /// for her value is efficient in either basis.
+    FakedStates {
+        /// Fraction of pulses attacked.
+        fraction: f64,
+    },
+    /// Trojan horse (Gisin, Fasel, Kraus, Zbinden, Ribordy, PRA 73, 022320 (2006)): Eve probes
+    /// Alice's modulator with bright light and reads the prepared state from the back
+    /// reflection, then resends it; no errors, but Alice's watchdog detector sees the probe.
+    TrojanHorse {
+        /// Fraction of pulses attacked.
+        fraction: f64,
+    },
 }
 
+/// Timing shift (ps) of the time-shift and faked-states attacks.
+pub const ATTACK_SHIFT_PS: f64 = 300.0;
+/// Relative efficiency of the suppressed detectors at the shifted time.
+pub const ATTACK_MISMATCH: f64 = 0.1;
+/// Probability that a probed pulse sends a photon into Alice's watchdog detector.
+pub const WATCHDOG_PROBE_PROB: f64 = 1e-3;
+/// Dark-count probability per slot of Alice's watchdog detector.
+pub const WATCHDOG_DARK_PROB: f64 = 1e-8;
+
 impl Attack {
-    /// Parse `none` or `intercept-resend:FRACTION`.
+    /// The names, for messages.
+    pub const NAMES: &'static str = "none, intercept-resend, pns, blinding, time-shift, faked-states, trojan-horse (each NAME[:FRACTION])";
+
+    /// Parse `none` or `NAME[:FRACTION]` (fraction 1 when omitted).
     pub fn parse(s: &str) -> Result<Attack, ConfigError> {
         let (name, arg) = s.split_once(':').map_or((s, None), |(a, b)| (a, Some(b)));
-        match name {
-            "none" => Ok(Attack::None),
-            "intercept-resend" => {
-                let fraction = match arg {
-                    None => 1.0,
-                    Some(a) => a.parse::<f64>().map_err(|_| {
-                        ConfigError::invalid(
-                            "attack",
-                            format!("intercept-resend fraction `{a}` is not a number"),
-                        )
-                    })?,
-                };
-                if !(0.0..=1.0).contains(&fraction) {
-                    return Err(ConfigError::invalid(
-                        "attack",
-                        format!("fraction {fraction} not in [0, 1]"),
-                    ));
-                }
-                Ok(Attack::InterceptResend { fraction })
-            }
-            other => Err(ConfigError::invalid(
+        let fraction = match arg {
+            None => 1.0,
+            Some(a) => a.parse::<f64>().map_err(|_| {
+                ConfigError::invalid("attack", format!("{name} fraction `{a}` is not a number"))
+            })?,
+        };
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(ConfigError::invalid(
                 "attack",
-                format!("unknown attack `{other}` (known: none, intercept-resend:FRACTION)"),
-            )),
+                format!("fraction {fraction} not in [0, 1]"),
+            ));
         }
+        Ok(match name {
+            "none" => Attack::None,
+            "intercept-resend" => Attack::InterceptResend { fraction },
+            "pns" => Attack::Pns { fraction },
+            "blinding" => Attack::Blinding { fraction },
+            "time-shift" => Attack::TimeShift { fraction },
+            "faked-states" => Attack::FakedStates { fraction },
+            "trojan-horse" => Attack::TrojanHorse { fraction },
+            other => {
+                return Err(ConfigError::invalid(
+                    "attack",
+                    format!("unknown attack `{other}` (known: {})", Self::NAMES),
+                ));
+            }
+        })
     }
 
     /// Fraction of pulses attacked.
     pub fn fraction(&self) -> f64 {
-        match self {
+        match *self {
             Attack::None => 0.0,
-            Attack::InterceptResend { fraction } => *fraction,
+            Attack::InterceptResend { fraction }
+            | Attack::Pns { fraction }
+            | Attack::Blinding { fraction }
+            | Attack::TimeShift { fraction }
+            | Attack::FakedStates { fraction }
+            | Attack::TrojanHorse { fraction } => fraction,
         }
+    }
+
+    /// Whether the click probabilities of the tables (intercept-resend only) describe it.
+    pub fn in_tables(&self) -> bool {
+        matches!(self, Attack::None | Attack::InterceptResend { .. })
     }
 }
 
@@ -206,7 +271,10 @@ pub fn noise_click_probabilities(p: &LinkParams) -> [f64; 4] {
         return [dc; 4];
     }
     let d = &p.decoy;
-    let f = p.attack.fraction();
+    let f = match p.attack {
+        Attack::InterceptResend { fraction } => fraction,
+        _ => 0.0,
+    };
     let mut mean = [0.0f64; 4];
     for k in 0..INTENSITY_CLASSES {
         for basis in [Basis::Z, Basis::X] {
@@ -385,7 +453,12 @@ pub struct LinkExpectation {
 /// Compute the expected statistics, averaging over Alice's choices and Eve's attack.
 pub fn expectation(p: &LinkParams) -> LinkExpectation {
     let d = &p.decoy;
-    let f = p.attack.fraction();
+    // The expectation models intercept-resend; other attacks are reported against the honest
+    // link's expectation.
+    let f = match p.attack {
+        Attack::InterceptResend { fraction } => fraction,
+        _ => 0.0,
+    };
     let mut gain = [0.0; 3];
     let mut multi = 0.0;
     // [class][basis] -> (sifted, errors) per pulse of that class and basis.

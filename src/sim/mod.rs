@@ -63,6 +63,9 @@ pub struct SimulationCounts {
     pub sifted_key_single_clicks: u64,
     /// Of those, slots where Bob's value differs from Alice's.
     pub key_errors_single_clicks: u64,
+    /// Clicks of Alice's watchdog detector (back-reflected light: trojan-horse probes).
+    #[serde(default)]
+    pub watchdog_counts: u64,
 }
 
 impl SimulationCounts {
@@ -73,6 +76,7 @@ impl SimulationCounts {
         self.attacked_pulses += o.attacked_pulses;
         self.sifted_key_single_clicks += o.sifted_key_single_clicks;
         self.key_errors_single_clicks += o.key_errors_single_clicks;
+        self.watchdog_counts += o.watchdog_counts;
     }
 }
 
@@ -157,9 +161,12 @@ fn to_raw_tags(
         (-2.0 * (u1.max(1e-300)).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     };
     for r in records.iter_mut() {
-        let t = r.time as f64 * slot_ps + raw.detector_delay_ps[(r.channel as usize).min(3)];
+        let shift = f64::from(r.aux as i32);
+        let t =
+            r.time as f64 * slot_ps + raw.detector_delay_ps[(r.channel as usize).min(3)] + shift;
         r.time = (raw.bob_time(t) + raw.jitter_ps * normal()).round() as i64;
         r.flags = 0;
+        r.aux = 0;
     }
     if raw.sync_period_slots > 0 {
         let n_sync = raw.sync_period_slots;
@@ -226,6 +233,154 @@ fn prob_to_u32(p: f64) -> u64 {
     (p.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64
 }
 
+/// A uniform deviate in [0, 1).
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A Poisson(λ) deviate (inversion; λ is at most a few here).
+fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
+    let (mut k, mut p, u) = (0u32, (-lambda).exp(), unit(rng));
+    let mut cdf = p;
+    while u > cdf && k < 1000 {
+        k += 1;
+        p *= lambda / f64::from(k);
+        cdf += p;
+    }
+    k
+}
+
+/// Bob's receiver on `photons` photons, each in state (basis, value), detector efficiencies
+/// scaled by `eff` (attacks on efficiency mismatch) and, unless `blinded`, the detectors' dark
+/// counts: the click pattern (bit d = detector d). Photon by photon, the model of
+/// [`link::click_pattern_probabilities`] (receiver loss and detector efficiency, Bob's
+/// passive basis split, misalignment).
+fn receive(
+    p: &LinkParams,
+    photons: &[(Basis, u8)],
+    eff: [f64; 4],
+    blinded: bool,
+    rng: &mut ChaCha8Rng,
+) -> usize {
+    let eta_b = p.detector_efficiency * 10f64.powf(-p.receiver_loss_db / 10.0);
+    let mut pat = 0usize;
+    for &(b, v) in photons {
+        let arm = if unit(rng) < p.bob_prob_key_basis {
+            Basis::Z
+        } else {
+            Basis::X
+        };
+        let value = if arm == b {
+            if unit(rng) < p.misalignment { 1 - v } else { v }
+        } else {
+            u8::from(unit(rng) < 0.5)
+        };
+        let d = usize::from(arm == Basis::X) * 2 + usize::from(value);
+        if unit(rng) < eta_b * eff[d] {
+            pat |= 1 << d;
+        }
+    }
+    if !blinded {
+        for d in 0..4 {
+            if unit(rng) < p.dark_count_prob {
+                pat |= 1 << d;
+            }
+        }
+    }
+    pat
+}
+
+/// The click pattern of a pulse of intensity `mu` prepared in (sb, sv) under the photon-level
+/// attacks (see [`link::Attack`]), with the timing shift the attack imposes (ps).
+fn attacked_pattern(
+    p: &LinkParams,
+    mu: f64,
+    sb: Basis,
+    sv: u8,
+    honest_gain: f64,
+    rng: &mut ChaCha8Rng,
+) -> (usize, f64) {
+    use link::{ATTACK_MISMATCH, ATTACK_SHIFT_PS, Attack};
+    let eta_ch = 10f64.powf(-p.distance_km * p.fiber_loss_db_per_km / 10.0);
+    let random_basis = |rng: &mut ChaCha8Rng| if unit(rng) < 0.5 { Basis::Z } else { Basis::X };
+    match p.attack {
+        Attack::Pns { .. } => {
+            let n = poisson(rng, mu) as usize;
+            if n < 2 {
+                return (receive(p, &[], [1.0; 4], false, rng), 0.0);
+            }
+            (
+                receive(p, &vec![(sb, sv); n - 1], [1.0; 4], false, rng),
+                0.0,
+            )
+        }
+        Attack::Blinding { .. } => {
+            let eb = random_basis(rng);
+            let ev = if eb == sb {
+                sv
+            } else {
+                u8::from(unit(rng) < 0.5)
+            };
+            // Eve clicks Bob's detector for her result as often as the honest link would, when
+            // Bob's passive splitter routes the trigger to her basis.
+            let arm_prob = if eb == Basis::Z {
+                p.bob_prob_key_basis
+            } else {
+                1.0 - p.bob_prob_key_basis
+            };
+            let to_arm = unit(rng) < arm_prob;
+            let click = unit(rng) < honest_gain;
+            let pat = if to_arm && click {
+                1 << (usize::from(eb == Basis::X) * 2 + usize::from(ev))
+            } else {
+                0
+            };
+            (pat, 0.0)
+        }
+        Attack::TimeShift { .. } => {
+            let early = unit(rng) < 0.5;
+            let mut eff = [1.0; 4];
+            for (d, e) in eff.iter_mut().enumerate() {
+                let value = d & 1;
+                if (early && value == 1) || (!early && value == 0) {
+                    *e = ATTACK_MISMATCH;
+                }
+            }
+            let n = poisson(rng, mu * eta_ch) as usize;
+            let shift = if early {
+                -ATTACK_SHIFT_PS
+            } else {
+                ATTACK_SHIFT_PS
+            };
+            (receive(p, &vec![(sb, sv); n], eff, false, rng), shift)
+        }
+        Attack::FakedStates { .. } => {
+            let eb = random_basis(rng);
+            let ev = if eb == sb {
+                sv
+            } else {
+                u8::from(unit(rng) < 0.5)
+            };
+            let mut eff = [1.0; 4];
+            for (d, e) in eff.iter_mut().enumerate() {
+                if (d & 1) as u8 != ev {
+                    *e = ATTACK_MISMATCH;
+                }
+            }
+            let n = poisson(rng, mu * eta_ch) as usize;
+            let shift = if ev == 0 {
+                -ATTACK_SHIFT_PS
+            } else {
+                ATTACK_SHIFT_PS
+            };
+            (receive(p, &vec![(eb, ev); n], eff, false, rng), shift)
+        }
+        Attack::TrojanHorse { .. } | Attack::None | Attack::InterceptResend { .. } => {
+            unreachable!("table-driven attacks")
+        }
+    }
+}
+
 struct BlockOutput {
     planes: SlotPlanes,
     records: Vec<Record>,
@@ -279,17 +434,45 @@ fn simulate_block(
         let (mut eb, mut ev) = (sb, sv);
         if attack > 0.0 && (r2 >> 32) < t_attack {
             counts.attacked_pulses += 1;
-            eb = (r2 >> 1) & 1;
-            if eb != sb {
-                ev = (r2 >> 2) & 1;
+            if p.attack.in_tables() {
+                eb = (r2 >> 1) & 1;
+                if eb != sb {
+                    ev = (r2 >> 2) & 1;
+                }
             }
         }
         let row = &table.cum[k * 4 + (eb as usize) * 2 + ev as usize];
         let r3 = rng.next_u64();
-        if r3 < row[0] {
-            continue;
-        }
-        let pat = row.iter().position(|&c| r3 < c).unwrap_or(15);
+        let attacked = attack > 0.0 && (r2 >> 32) < t_attack;
+        let mut shift_ps = 0.0;
+        let pat = if attacked && !p.attack.in_tables() {
+            if matches!(p.attack, link::Attack::TrojanHorse { .. }) {
+                // Eve reads the state from the back reflection and resends it unchanged; her
+                // probe light reaches Alice's watchdog detector now and then.
+                if unit(&mut rng) < link::WATCHDOG_PROBE_PROB {
+                    counts.watchdog_counts += 1;
+                }
+                if r3 < row[0] {
+                    continue;
+                }
+                row.iter().position(|&c| r3 < c).unwrap_or(15)
+            } else {
+                let gain = 1.0 - row[0] as f64 / 2f64.powi(64);
+                let basis = if sb == 0 { Basis::Z } else { Basis::X };
+                let (pat, shift) =
+                    attacked_pattern(p, d.intensities[k], basis, sv as u8, gain, &mut rng);
+                if pat == 0 {
+                    continue;
+                }
+                shift_ps = shift;
+                pat
+            }
+        } else {
+            if r3 < row[0] {
+                continue;
+            }
+            row.iter().position(|&c| r3 < c).unwrap_or(15)
+        };
         let slot = first_slot + i as u64;
         let multi = pat.count_ones() > 1;
         counts.detected_slots += 1;
@@ -304,15 +487,17 @@ fn simulate_block(
         }
         for det in 0..4u16 {
             if pat >> det & 1 == 1 {
-                records.push(Record::detection(
-                    slot as i64,
-                    det,
-                    if multi { RECORD_FLAG_MULTI } else { 0 },
-                ));
+                let mut r =
+                    Record::detection(slot as i64, det, if multi { RECORD_FLAG_MULTI } else { 0 });
+                // The attack's timing shift rides in `aux` until the raw tags are made.
+                r.aux = shift_ps as i32 as u32;
+                records.push(r);
                 counts.detection_records += 1;
             }
         }
     }
+    // Dark counts of Alice's watchdog detector.
+    counts.watchdog_counts += u64::from(poisson(&mut rng, n as f64 * link::WATCHDOG_DARK_PROB));
     let planes = SlotPlanes {
         basis: crate::bits::BitVec::from_words(basis_w, n),
         value: crate::bits::BitVec::from_words(value_w, n),
@@ -409,6 +594,17 @@ pub fn simulate_with(
         })
         .collect();
     let mut extra = serde_json::Map::new();
+    // What Bob's calibration of his receiver says (the monitors compare against it).
+    extra.insert(
+        "calibration".into(),
+        serde_json::json!({
+            "dark_count_prob": params.dark_count_prob,
+            "misalignment": params.misalignment,
+            "detector_efficiency": vec![params.detector_efficiency; 4],
+            "jitter_ps": raw.map(|r| r.jitter_ps),
+            "detector_delay_ps": raw.map(|r| r.detector_delay_ps),
+        }),
+    );
     if let Some(r) = raw {
         if r.sync_period_slots > 0 {
             channels.push(ChannelInfo {
@@ -439,13 +635,18 @@ pub fn simulate_with(
         total_slots: if raw.is_some() { None } else { Some(pulses) },
         extra,
     };
-    let mut alice = PrepLogWriter::create(
-        &files.alice,
-        &header(
+    const PREP_META_RESERVE: usize = 4096;
+    let alice_header = |meta: &PrepMeta| {
+        header(
             FLAG_SECRET | FLAG_SLOT_ANNOTATED,
-            serde_json::to_string(&prep_meta).expect("metadata serializes"),
-        ),
+            serde_json::to_string(meta).expect("metadata serializes"),
+        )
+    };
+    let mut alice = PrepLogWriter::create_reserved(
+        &files.alice,
+        &alice_header(&prep_meta),
         overwrite,
+        PREP_META_RESERVE,
     )?;
     let mut bob_header = header(
         if raw.is_some() {
@@ -493,8 +694,9 @@ pub fn simulate_with(
                 let first = b * SIM_BLOCK_SLOTS as u64;
                 let n = (pulses - first).min(SIM_BLOCK_SLOTS as u64) as usize;
                 let mut o = simulate_block(params, &table, seed, b, first, n);
-                if let Some(r) = raw {
-                    to_raw_tags(&mut o.records, r, slot_ps, seed, b, first, n);
+                match raw {
+                    Some(r) => to_raw_tags(&mut o.records, r, slot_ps, seed, b, first, n),
+                    None => o.records.iter_mut().for_each(|r| r.aux = 0),
                 }
                 o
             })
@@ -525,7 +727,17 @@ pub fn simulate_with(
         }
         b0 = b1;
     }
-    alice.finish()?;
+    // Alice's watchdog detector on the fiber input of her transmitter (trojan-horse monitor).
+    let mut prep_meta = prep_meta;
+    prep_meta.extra.insert(
+        "watchdog".into(),
+        serde_json::json!({
+            "slots": pulses,
+            "counts": counts.watchdog_counts,
+            "dark_prob": link::WATCHDOG_DARK_PROB,
+        }),
+    );
+    alice.finish_with_header(&alice_header(&prep_meta), PREP_META_RESERVE)?;
     bob.finish()?;
     if let Some((mut f, w, header_len)) = ptu {
         use crate::io::import::ptu::{header_bytes, rectype};

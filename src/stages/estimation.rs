@@ -149,6 +149,7 @@ impl Stage for EstimationStage {
         r.test_qber = test_qber;
         r.decoy_counts = Some(counts);
         let max = s.settings.max_qber;
+        let r = &block.report;
         if sample.sample_bits >= MIN_ABORT_SAMPLE && sample.rate() > max {
             return Err(Error::Aborted(AbortReason::QberTooHigh {
                 block: block.id,
@@ -163,6 +164,32 @@ impl Stage for EstimationStage {
                 threshold: max,
             }));
         }
+        // Bob holds every statistic the monitors need; an alarm aborts (Alice hears of it).
+        if s.role == Role::Bob {
+            let stats = crate::monitors::BlockStats {
+                decoy: &s.decoy,
+                counts: &counts,
+                sample: (sample.sample_bits, sample.errors),
+                slots: r.last_slot.saturating_sub(r.first_slot) + 1,
+                detector_clicks: r.detector_clicks,
+                arm_slots: r.arm_slots,
+                cross_basis_clicks: r.cross_basis_clicks,
+            };
+            let mut alarms = if block.id == 0 {
+                s.run_alarms.clone()
+            } else {
+                Vec::new()
+            };
+            alarms.extend(crate::monitors::check_block(&stats, &s.calibration));
+            if !alarms.is_empty() {
+                block.report.alarms = alarms.clone();
+                return Err(Error::Aborted(AbortReason::MonitorAlarm {
+                    block: block.id,
+                    alarms,
+                }));
+            }
+        }
+        let r = &mut block.report;
         let bounds = finite_key::bounds(&s.decoy, &counts, s.settings.epsilon_sec);
         r.bounds = Some(bounds);
         let mut out = block.with_key(EstimatedKey {

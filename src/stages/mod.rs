@@ -51,6 +51,10 @@ pub struct Session {
     pub kernels: Kernels,
     /// Deterministic protocol randomness for tests (insecure), or `None` for the OS CSPRNG.
     pub deterministic_seed: Option<u64>,
+    /// Bob's receiver calibration (for the monitors); default for Alice.
+    pub calibration: crate::monitors::Calibration,
+    /// Alarms raised before the blocks (arrival times, watchdog); they abort the first block.
+    pub run_alarms: Vec<crate::monitors::Alarm>,
 }
 
 /// A stage's connection to its peer and its randomness.

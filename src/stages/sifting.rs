@@ -35,6 +35,8 @@ struct ChunkInfo {
     detections: u64,
     multi: u64,
     cross: u64,
+    clicks: [u64; 4],
+    arms: [u64; 2],
 }
 
 impl Accumulator {
@@ -62,6 +64,11 @@ impl Accumulator {
         r.detections += info.detections;
         r.multi_clicks += info.multi;
         r.cross_basis_clicks += info.cross;
+        for i in 0..4 {
+            r.detector_clicks[i] += info.clicks[i];
+        }
+        r.arm_slots[0] += info.arms[0];
+        r.arm_slots[1] += info.arms[1];
         acc.extend_from(bits);
     }
 
@@ -103,6 +110,11 @@ impl Accumulator {
                         p.1.detections += cur.1.detections;
                         p.1.multi_clicks += cur.1.multi_clicks;
                         p.1.cross_basis_clicks += cur.1.cross_basis_clicks;
+                        for i in 0..4 {
+                            p.1.detector_clicks[i] += cur.1.detector_clicks[i];
+                        }
+                        p.1.arm_slots[0] += cur.1.arm_slots[0];
+                        p.1.arm_slots[1] += cur.1.arm_slots[1];
                         p.2.add(&cur.2);
                     }
                     None => self.pending = Some(cur),
@@ -235,6 +247,8 @@ impl SiftingSource {
             detections: det.len() as u64,
             multi: det.multi_clicks,
             cross: det.cross_basis_clicks,
+            clicks: det.detector_clicks,
+            arms: det.arm_slots,
         };
         let ledger = self.acc.ledger();
         let msg = Message::SiftAnnounce {
@@ -317,6 +331,8 @@ impl SiftingSource {
             detections: slots.len() as u64,
             multi: 0,
             cross: 0,
+            clicks: [0; 4],
+            arms: [0; 2],
         };
         self.acc.add(&bits, &info);
         self.acc.cut(last, &mut self.ready);
@@ -401,6 +417,9 @@ impl BobInput {
     }
 
     fn flush_group(&mut self, det: &mut BobDetections, rng: &mut rand_chacha::ChaCha20Rng) {
+        if self.group_slot.is_some() {
+            det.count_clicks(&self.group);
+        }
         if let Some(slot) = self.group_slot.take()
             && let Some(s) = squash_slot(&self.group, rng)
         {
