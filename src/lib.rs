@@ -51,6 +51,7 @@ pub mod pipeline;
 pub mod privacy_amplification;
 pub mod progress;
 pub mod protocol;
+pub mod protocols;
 pub mod rng;
 pub mod sifting;
 pub mod sim;

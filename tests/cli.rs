@@ -617,3 +617,81 @@ fn import_errors_name_file_and_offset_and_sync_is_reported() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["clock_source"], "sync channel");
 }
+
+#[test]
+fn other_protocols_simulate_and_distill() {
+    let d = Scratch::new("protocols");
+    let sim = |proto: &str, pulses: &str, extra: &[&str], dir: &Path| {
+        let mut args = vec![
+            "simulate",
+            "--protocol",
+            proto,
+            "--pulses",
+            pulses,
+            "--out",
+            s(dir),
+        ];
+        args.extend_from_slice(extra);
+        let o = qkd(&args);
+        assert!(
+            o.status.success(),
+            "{proto}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let distill = |dir: &Path| {
+        let rep = dir.join("r.json");
+        let o = qkd(&[
+            "distill",
+            "--alice",
+            s(&dir.join("alice.qdl")),
+            "--bob",
+            s(&dir.join("bob.qdl")),
+            "--out",
+            s(&dir.join("keys")),
+            "--report",
+            s(&rep),
+        ]);
+        (o, rep)
+    };
+    // BBM92: a key from the Tomamichel bound, identical on both sides.
+    let b = d.join("bbm92");
+    sim("bbm92", "20000000", &["--distance-km", "10"], &b);
+    let (o, rep) = distill(&b);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = json(&rep);
+    assert!(r["key"]["secret_bits"].as_u64().unwrap() > 0);
+    assert_eq!(
+        std::fs::read(b.join("keys/alice.key")).unwrap(),
+        std::fs::read(b.join("keys/bob.key")).unwrap()
+    );
+    // E91 under intercept-resend: S ≤ 2, the Bell test aborts, exit 1, no key files.
+    let e = d.join("e91");
+    sim("e91", "5000000", &["--attack", "intercept-resend:1"], &e);
+    let (o, rep) = distill(&e);
+    assert_eq!(o.status.code(), Some(1));
+    let r = json(&rep);
+    assert!(r["chsh"]["s"].as_f64().unwrap() <= 2.0 + r["chsh"]["delta"].as_f64().unwrap());
+    assert_eq!(r["abort"]["kind"], "bell_test_failed");
+    assert!(!e.join("keys/alice.key").exists());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Bell test failed"));
+    // Noh09: the counterfactual events feed the same back end; flagged as not proven.
+    let n = d.join("noh");
+    sim("noh09", "2000000", &["--visibility", "0.99"], &n);
+    let (o, rep) = distill(&n);
+    let r = json(&rep);
+    assert!(r["d2_events"].as_u64().unwrap() > 10_000);
+    assert_eq!(r["key"]["security_proven"], false);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT security-proven"));
+    // Kak3: simulated, and refused by distill with a clear message.
+    let k = d.join("kak");
+    sim("kak3", "20000", &[], &k);
+    let (o, _) = distill(&k);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not key distribution"));
+}

@@ -148,7 +148,146 @@ pub struct DistillArgs {
     pub sync_window_slots: Option<u64>,
 }
 
+/// Entanglement-based, counterfactual and three-stage runs: Alice's file is a `.qdl` log.
+fn run_other(a: &DistillArgs) -> Result<Option<u8>> {
+    use qkd_distill::protocols::{entangled, noh09};
+    let mut magic = [0u8; 8];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&a.alice)
+            .map_err(|e| qkd_distill::error::Error::io(&a.alice, e))?;
+        if f.read_exact(&mut magic).is_err() || &magic[1..4] != b"QDL" {
+            return Ok(None);
+        }
+    }
+    let log = qkd_distill::io::DetectionLog::open(&a.alice)?;
+    let proto = qkd_distill::protocols::protocol_of(log.meta()).unwrap_or_default();
+    let s = a.settings.settings()?;
+    let seed = a.settings.insecure_deterministic_rng.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom_fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let (value, abort, bits): (serde_json::Value, Option<String>, u64) = match proto.as_str() {
+        "e91" | "bbm92" => {
+            let r = entangled::distill(
+                &a.alice,
+                &a.bob,
+                s.epsilon_sec,
+                s.epsilon_cor,
+                &a.out,
+                a.force,
+                seed,
+            )?;
+            if !a.json {
+                println!(
+                    "distilled {} run: {} coincidences, {} key pairs",
+                    r.protocol, r.coincidences, r.key_pairs
+                );
+                if let Some(c) = &r.chsh {
+                    println!(
+                        "  CHSH              S = {:.4} ± {:.4} (lower bound {:.4}, ε = {:.1e})",
+                        c.s, c.delta, c.lower_bound, c.epsilon
+                    );
+                }
+                if let Some(e) = r.phase_error {
+                    println!(
+                        "  phase error       {:.2} % on {} test pairs",
+                        100.0 * e,
+                        r.test_pairs
+                    );
+                }
+            }
+            let bits = r.key.as_ref().map_or(0, |k| {
+                if r.key_files.is_some() {
+                    k.secret_bits
+                } else {
+                    0
+                }
+            });
+            (
+                serde_json::to_value(&r).expect("serializes"),
+                r.abort.as_ref().map(|x| x.to_string()),
+                bits,
+            )
+        }
+        "noh09" => {
+            let r = noh09::distill(
+                &a.alice,
+                &a.bob,
+                s.epsilon_sec,
+                s.epsilon_cor,
+                &a.out,
+                a.force,
+                seed,
+            )?;
+            if !a.json {
+                println!(
+                    "distilled noh09 run: {} counterfactual (D2) events",
+                    r.d2_events
+                );
+                println!("  WARNING           {}", r.security);
+            }
+            let bits = r.key.as_ref().map_or(0, |k| {
+                if r.key_files.is_some() {
+                    k.secret_bits
+                } else {
+                    0
+                }
+            });
+            (
+                serde_json::to_value(&r).expect("serializes"),
+                r.abort.as_ref().map(|x| x.to_string()),
+                bits,
+            )
+        }
+        "kak3" => return Err(qkd_distill::protocols::refuse_kak3(&a.alice)),
+        other => {
+            return Err(qkd_distill::error::ConfigError::invalid(
+                "alice",
+                format!(
+                    "{}: a detection log ({other}) where a preparation log (.qpl) or an entangled/counterfactual run was expected",
+                    a.alice.display()
+                ),
+            )
+            .into());
+        }
+    };
+    if let Some(p) = &a.report {
+        write_json(p, &value)?;
+    }
+    if a.json {
+        print_json(&value);
+    } else if let Some(k) = value.get("key").filter(|k| !k.is_null()) {
+        println!(
+            "  key               {} secret bits (QBER {:.2} %, {} bits disclosed by Cascade); bound: {}",
+            k["secret_bits"],
+            100.0 * k["qber"].as_f64().unwrap_or(0.0),
+            k["error_correction_bits"],
+            k["bound"].as_str().unwrap_or("")
+        );
+    }
+    Ok(Some(match abort {
+        Some(reason) => {
+            if !a.json {
+                println!("  ABORTED           {reason} — no key bits were produced");
+            }
+            1
+        }
+        None if bits > 0 => 0,
+        None => 1,
+    }))
+}
+
+fn getrandom_fill(b: &mut [u8]) -> std::result::Result<(), ()> {
+    use rand::TryRng;
+    rand::rngs::SysRng.try_fill_bytes(b).map_err(|_| ())
+}
+
 pub fn run(a: DistillArgs) -> Result<u8> {
+    if let Some(code) = run_other(&a)? {
+        return Ok(code);
+    }
     let opts = DistillOptions {
         settings: a.settings.settings()?,
         out_dir: a.out.clone(),
