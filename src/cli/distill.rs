@@ -198,13 +198,7 @@ fn run_other(a: &DistillArgs) -> Result<Option<u8>> {
                     );
                 }
             }
-            let bits = r.key.as_ref().map_or(0, |k| {
-                if r.key_files.is_some() {
-                    k.secret_bits
-                } else {
-                    0
-                }
-            });
+            let bits = written_bits(r.key.as_ref(), r.key_files.is_some());
             (
                 serde_json::to_value(&r).expect("serializes"),
                 r.abort.as_ref().map(|x| x.to_string()),
@@ -228,13 +222,7 @@ fn run_other(a: &DistillArgs) -> Result<Option<u8>> {
                 );
                 println!("  WARNING           {}", r.security);
             }
-            let bits = r.key.as_ref().map_or(0, |k| {
-                if r.key_files.is_some() {
-                    k.secret_bits
-                } else {
-                    0
-                }
-            });
+            let bits = written_bits(r.key.as_ref(), r.key_files.is_some());
             (
                 serde_json::to_value(&r).expect("serializes"),
                 r.abort.as_ref().map(|x| x.to_string()),
@@ -277,6 +265,11 @@ fn run_other(a: &DistillArgs) -> Result<Option<u8>> {
         None if bits > 0 => 0,
         None => 1,
     }))
+}
+
+/// Secret bits actually written (0 when no key file was made).
+fn written_bits(key: Option<&qkd_distill::protocols::KeyReport>, written: bool) -> u64 {
+    key.filter(|_| written).map_or(0, |k| k.secret_bits)
 }
 
 fn getrandom_fill(b: &mut [u8]) -> std::result::Result<(), ()> {

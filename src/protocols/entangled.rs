@@ -277,13 +277,7 @@ pub fn simulate(
         ideal_chsh: 2.0 * 2f64.sqrt() * p.visibility,
         files: vec![fa, fb, out.join("link.json")],
     };
-    let mut f = crate::io::AtomicFile::create(&out.join("link.json"), overwrite, false)?;
-    f.write_all(
-        serde_json::to_string_pretty(&summary)
-            .expect("serializes")
-            .as_bytes(),
-    )?;
-    f.commit()?;
+    super::write_summary(out, overwrite, &summary)?;
     Ok(summary)
 }
 

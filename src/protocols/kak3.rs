@@ -158,13 +158,11 @@ pub fn simulate(
         &msgs,
         overwrite,
     )?;
-    let mut f = crate::io::AtomicFile::create(&out.join("link.json"), overwrite, false)?;
-    f.write_all(
-        serde_json::to_string_pretty(&serde_json::json!({"protocol": "kak3", "points": &points}))
-            .expect("serializes")
-            .as_bytes(),
+    super::write_summary(
+        out,
+        overwrite,
+        &serde_json::json!({"protocol": "kak3", "points": &points}),
     )?;
-    f.commit()?;
     Ok(points)
 }
 

@@ -89,6 +89,18 @@ pub(crate) fn write_party_log(
     w.finish()
 }
 
+/// Write `link.json` (the simulation summary) into `out`.
+pub(crate) fn write_summary(out: &Path, overwrite: bool, summary: &impl Serialize) -> Result<()> {
+    let mut f = AtomicFile::create(&out.join("link.json"), overwrite, false)?;
+    f.write_all(
+        serde_json::to_string_pretty(summary)
+            .expect("serializes")
+            .as_bytes(),
+    )?;
+    f.commit()?;
+    Ok(())
+}
+
 /// All records of a log.
 pub(crate) fn read_all(log: &DetectionLog) -> Result<Vec<Record>> {
     let mut v = Vec::new();

@@ -181,13 +181,7 @@ pub fn simulate(
         "protocol": "noh09", "params": p, "slots": slots, "seed": seed,
         "clicks": {"D1": counts[0], "D2": counts[1], "D3": counts[2]},
     });
-    let mut f = crate::io::AtomicFile::create(&out.join("link.json"), overwrite, false)?;
-    f.write_all(
-        serde_json::to_string_pretty(&summary)
-            .expect("serializes")
-            .as_bytes(),
-    )?;
-    f.commit()?;
+    super::write_summary(out, overwrite, &summary)?;
     Ok(summary)
 }
 
