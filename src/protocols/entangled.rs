@@ -311,6 +311,8 @@ pub struct EntangledReport {
     pub phase_error: Option<f64>,
     /// Test pairs (BBM92).
     pub test_pairs: u64,
+    /// Key-pair sample disclosed for the error rate: (bits, errors).
+    pub qber_sample: (u64, u64),
     /// Reconciliation, verification and amplification.
     pub key: Option<KeyReport>,
     /// Security abort.
@@ -371,6 +373,7 @@ pub fn distill(
         chsh: None,
         phase_error: None,
         test_pairs: 0,
+        qber_sample: (0, 0),
         key: None,
         abort: None,
         key_files: None,
@@ -478,10 +481,11 @@ pub fn distill(
     if ka.is_empty() {
         return Ok(report);
     }
-    let q_est = {
-        let k = crate::kernels::Kernels::detect();
-        ka.hamming_distance(&k, &kb) as f64 / ka.len() as f64
-    };
+    // Alice discloses a 2 % sample of the key pairs; it estimates the error rate (for Cascade
+    // and the abort) and leaves the key.
+    let (sn, se) = super::disclose_sample(&mut ka, &mut kb, 0.02, seed);
+    report.qber_sample = (sn, se);
+    let q_est = if sn > 0 { se as f64 / sn as f64 } else { 0.05 };
     if q_est > 0.11 {
         report.abort = Some(AbortReason::QberTooHigh {
             block: 0,

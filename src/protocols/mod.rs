@@ -261,6 +261,27 @@ pub fn finish_keys<F: Fn(u64, u64) -> f64>(
     ))
 }
 
+/// Disclose a public random sample (each position with probability `fraction`, positions from
+/// a ChaCha stream of `seed`) of the sifted keys to estimate their error rate; the sample leaves
+/// both keys. Returns (sample bits, errors).
+pub fn disclose_sample(a: &mut BitVec, b: &mut BitVec, fraction: f64, seed: u64) -> (u64, u64) {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5a3b_1e5e);
+    let (mut ka, mut kb) = (BitVec::new(), BitVec::new());
+    let (mut n, mut e) = (0u64, 0u64);
+    for i in 0..a.len() {
+        if rng.random::<f64>() < fraction {
+            n += 1;
+            e += u64::from(a.get(i) != b.get(i));
+        } else {
+            ka.push(a.get(i));
+            kb.push(b.get(i));
+        }
+    }
+    *a = ka;
+    *b = kb;
+    (n, e)
+}
+
 /// Write both keys (mode 0600, atomically); refuses to overwrite unless asked.
 pub fn write_keys(
     out: &Path,

@@ -276,8 +276,9 @@ pub fn distill(
     if ka.is_empty() {
         return Ok(report);
     }
-    let k = crate::kernels::Kernels::detect();
-    let q = ka.hamming_distance(&k, &kb) as f64 / ka.len() as f64;
+    // A 2 % sample of the sifted bits, disclosed and removed, estimates the error rate.
+    let (sn, se) = super::disclose_sample(&mut ka, &mut kb, 0.02, seed);
+    let q = if sn > 0 { se as f64 / sn as f64 } else { 0.5 };
     if q > 0.11 {
         report.abort = Some(AbortReason::QberTooHigh {
             block: 0,
