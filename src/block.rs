@@ -16,6 +16,7 @@ use crate::parameter_estimation::finite_key::{DecoyCounts, FiniteKeyBounds};
 use crate::parameter_estimation::qber::QberEstimate;
 use crate::pipeline::Item;
 use crate::privacy_amplification::ToeplitzAlgorithm;
+use crate::protocols::KeyBound;
 use crate::sifting::{ClassPlanes, SiftedBits};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -68,8 +69,8 @@ pub struct EstimatedKey {
     pub classes: ClassPlanes,
     /// Error-rate estimate used to configure error correction.
     pub qber_estimate: f64,
-    /// The bounds of Lim et al. (None if the block was dropped before they were computed).
-    pub bounds: Option<FiniteKeyBounds>,
+    /// The block's bound (None if the block was dropped before it was computed).
+    pub bound: Option<KeyBound>,
 }
 
 impl KeyState for EstimatedKey {
@@ -84,8 +85,8 @@ pub struct CorrectedKey {
     pub frames: Vec<BitVec>,
     /// Frames the reconciler reported as failed (discarded by verification).
     pub failed: Vec<bool>,
-    /// Bounds carried forward.
-    pub bounds: Option<FiniteKeyBounds>,
+    /// Bound carried forward.
+    pub bound: Option<KeyBound>,
 }
 
 impl KeyState for CorrectedKey {
@@ -98,16 +99,16 @@ impl KeyState for CorrectedKey {
 pub struct VerifiedKey {
     bits: BitVec,
     discarded_bits: u64,
-    bounds: Option<FiniteKeyBounds>,
+    bound: Option<KeyBound>,
 }
 
 impl VerifiedKey {
     /// Only the verification stage creates verified keys.
-    pub(crate) fn new(bits: BitVec, discarded_bits: u64, bounds: Option<FiniteKeyBounds>) -> Self {
+    pub(crate) fn new(bits: BitVec, discarded_bits: u64, bound: Option<KeyBound>) -> Self {
         VerifiedKey {
             bits,
             discarded_bits,
-            bounds,
+            bound,
         }
     }
     /// The verified bits.
@@ -118,9 +119,9 @@ impl VerifiedKey {
     pub fn discarded_bits(&self) -> u64 {
         self.discarded_bits
     }
-    /// The block's bounds.
-    pub fn bounds(&self) -> Option<&FiniteKeyBounds> {
-        self.bounds.as_ref()
+    /// The block's bound.
+    pub fn bound(&self) -> Option<&KeyBound> {
+        self.bound.as_ref()
     }
 }
 
@@ -141,6 +142,13 @@ impl SecretKey {
         debug_assert_eq!(bits.len() % 8, 0);
         SecretKey {
             bytes: bits.to_bytes_le(),
+        }
+    }
+    /// Split off the last `n` bytes (key confirmation's one-time pad), leaving the rest.
+    pub(crate) fn split_off_tail(&mut self, n: usize) -> SecretKey {
+        let at = self.bytes.len().saturating_sub(n);
+        SecretKey {
+            bytes: self.bytes.split_off(at),
         }
     }
     /// An empty key.
@@ -188,9 +196,14 @@ pub struct EcReport {
     /// corrected_errors / bits (Bob only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qber: Option<f64>,
-    /// Reconciliation efficiency f = λ_EC / (n·h(qber)) (Bob only).
+    /// Reconciliation efficiency f = λ_EC / (n·h(qber)) with λ_EC Alice's disclosure only,
+    /// the efficiency literature's convention (comparable with published figures; Bob only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<f64>,
+    /// The efficiency of what is charged against the key: Alice's disclosure plus Bob's
+    /// key-dependent replies (Bob only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficiency_charged: Option<f64>,
 }
 
 /// Verification summary of a block.
@@ -206,6 +219,45 @@ pub struct VerificationReport {
     pub collision_bound: f64,
     /// Bits of discarded frames.
     pub discarded_bits: u64,
+}
+
+/// The CHSH test of an E91 block (Bob's and Alice's view alike: computed from public counts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChshReport {
+    /// S = E(a₀,b₁) + E(a₀,b₂) + E(a₂,b₁) − E(a₂,b₂) (settings Alice 0, π/4; Bob π/8, −π/8).
+    pub s: f64,
+    /// One-sided lower confidence bound S − δ_S.
+    pub lower_bound: f64,
+    /// δ_S = Σ √(2 ln(4/ε_S)/m_xy).
+    pub delta: f64,
+    /// ε_S.
+    pub epsilon: f64,
+    /// Correlators and their pair counts.
+    pub correlators: [(f64, u64); 4],
+}
+
+/// A phase-error estimate from test pairs or a sample (BBM92, Noh09).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseErrorReport {
+    /// Bits it rests on.
+    pub bits: u64,
+    /// Errors among them.
+    pub errors: u64,
+    /// errors / bits.
+    pub observed: f64,
+    /// μ of Tomamichel et al. 2012.
+    pub mu: f64,
+    /// min(observed + μ, ½).
+    pub bound: f64,
+}
+
+/// Key-confirmation summary of a block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConfirmationReport {
+    /// Both sides' tags agreed: the block was committed on both sides.
+    pub confirmed: bool,
+    /// Key bits used as the tag's one-time pad (removed from the key).
+    pub pad_bits: u64,
 }
 
 /// Privacy-amplification summary of a block.
@@ -273,14 +325,30 @@ pub struct BlockReport {
     pub test_qber: f64,
     /// Counts entering the finite-key bound.
     pub decoy_counts: Option<DecoyCounts>,
-    /// The bounds.
+    /// The decoy-state bounds of Lim et al. (BB84).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<FiniteKeyBounds>,
+    /// The CHSH test (E91).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chsh: Option<ChshReport>,
+    /// The phase-error estimate (BBM92, Noh09).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_error: Option<PhaseErrorReport>,
+    /// The block's length bound and the proof it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_bound: Option<KeyBound>,
+    /// Status of the block monitors (Bob's side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<crate::monitors::MonitorStatus>,
     /// Error correction.
     pub error_correction: Option<EcReport>,
     /// Verification.
     pub verification: Option<VerificationReport>,
     /// Privacy amplification.
     pub amplification: Option<AmplificationReport>,
+    /// Key confirmation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationReport>,
     /// Disclosure by kind.
     pub ledger: LeakageLedger,
     /// Secret bits written.

@@ -117,6 +117,14 @@ impl Default for DistillSettings {
 }
 
 impl DistillSettings {
+    /// The reconciliation protocol's name.
+    pub fn reconciliation_name(&self) -> &'static str {
+        match self.reconciliation {
+            ReconciliationMethod::Cascade => "Cascade",
+            ReconciliationMethod::Ldpc => "LDPC",
+        }
+    }
+
     /// Check ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let unit = |name: &'static str, v: f64| {

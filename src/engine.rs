@@ -1,31 +1,23 @@
-//! Assembles the two parties' pipelines and runs a batch distillation: Alice's preparation log
-//! and Bob's detection log in, two identical key files and a report out.
-//!
-//! Each party runs on its own threads and owns only its own data; they talk only through the
-//! classical channel (here the in-process [`InMemoryLink`]). The same `run_party` would serve
-//! a party on its own machine over a network link.
+//! A batch distillation: two [`Party`]s, Alice and Bob, each on its own threads over the
+//! in-process [`InMemoryLink`], each owning only its own log; two key files and a report out.
+//! The report is assembled from the two parties' own results (public counts, never key bits).
 
 use crate::block::{BlockOutcome, BlockReport};
-use crate::classical::{ChannelStats, FrameTap, InMemoryLink, Link, Message, unexpected};
+use crate::classical::{ChannelStats, FrameTap, InMemoryLink, Link};
 use crate::config::DistillSettings;
-use crate::error::{AbortReason, ConfigError, Error, ProtocolError, Result};
-use crate::io::{DetectionLog, PrepLog, RunId};
+use crate::error::{AbortReason, Alarm, ConfigError, Error, ProtocolError, Result};
 use crate::kernels::Kernels;
-use crate::keystore::KeySink;
+use crate::keystore::KeyFile;
 use crate::ledger::LeakageLedger;
-use crate::pipeline::{Pipeline, StageMetrics, pick_error};
+use crate::monitors::MonitorSummary;
+use crate::party::{Party, PartyConfig, PartyInput, PartyResult, PartyRun};
+use crate::pipeline::{StageMetrics, pick_error};
 use crate::progress::Progress;
 use crate::protocol::{DecoyParams, Role};
-use crate::rng::protocol_rng;
-use crate::stages::amplification::AmplificationStage;
-use crate::stages::error_correction::ErrorCorrectionStage;
-use crate::stages::estimation::EstimationStage;
-use crate::stages::sifting::SiftingSource;
-use crate::stages::verification::VerificationStage;
-use crate::stages::{Session, StageIo, StreamId};
+use crate::protocols::{Proof, ProofStatement, ProtocolKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of a batch run.
@@ -47,113 +39,105 @@ pub struct DistillOptions {
     pub sync: crate::sync::SyncOptions,
 }
 
-/// Removes a temporary file when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Synchronise Bob's raw time tags against Alice's preparation log: both parties run their
-/// side ([`crate::sync::alice_sync`], [`crate::sync::bob_sync`]) over an in-process classical
-/// channel; Bob writes the slot-annotated log `out`. Returns the report and the disclosure.
-pub fn synchronise(
-    prep: &PrepLog,
-    det: &DetectionLog,
-    opts: &crate::sync::SyncOptions,
-    out: &Path,
-    tap: Option<FrameTap>,
-) -> Result<(crate::sync::SyncReport, LeakageLedger)> {
-    let (la, lb) = InMemoryLink::pair_tapped(tap);
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| -> Result<LeakageLedger> {
-            let mut ch = la.open(StreamId::SYNC)?;
-            let mut l = LeakageLedger::default();
-            crate::sync::alice_sync(&mut ch, &mut l, prep)?;
-            Ok(l)
-        });
-        let b = s.spawn(|| -> Result<(crate::sync::SyncReport, LeakageLedger)> {
-            let mut ch = lb.open(StreamId::SYNC)?;
-            let mut l = LeakageLedger::default();
-            let r = crate::sync::bob_sync(&mut ch, &mut l, det, prep.total_slots(), opts, out)?;
-            Ok((r, l))
-        });
-        (
-            a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
-    // Bob's error explains Alice's closed channel, so report it first.
-    let (report, ledger) = b?;
-    a?;
-    Ok((report, ledger))
-}
-
 /// The security statement of a run, term by term (docs/security.md lists the same terms).
 ///
-/// The keys are ε-secure with ε = ε_sec + ε_cor (composable definition of Tomamichel,
-/// Lim, Gisin, Renner, Nat. Commun. 3, 634 (2012)); ε_sec itself is the sum of the 21 terms
-/// of Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307 (2014), App. B, each set to ε_sec/21.
+/// Each block's key is ε_sec-secret and ε_cor-correct per its proof; by composability
+/// (Portmann, Renner; Tomamichel et al. 2012) the key file of B blocks is B·ε_sec-secret and
+/// B·ε_cor-correct. Run-level values are these sums; per-block values are labelled as such.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecurityAccount {
-    /// Secrecy ε_sec.
-    pub epsilon_sec: f64,
-    /// Correctness ε_cor.
-    pub epsilon_cor: f64,
-    /// ε_sec + ε_cor.
-    pub epsilon_total: f64,
-    /// Each of the 21 terms of Lim et al.'s composition ε_sec = 2(2α₁ + α₂ + α₃) + ν +
-    /// 10ε₁ + 2ε₂ (Hoeffding bounds of the decoy counts, the sampling bound of the phase
-    /// error, the smoothing and the leftover-hash term), all set to ε_sec/21.
+    /// The proof the lengths rest on, its assumptions and what it does not cover.
+    pub proof: ProofStatement,
+    /// The key is secure by a proven bound with private randomness (false for an unproven
+    /// protocol, or when protocol randomness was deterministic).
+    pub secure: bool,
+    /// Why ε is withdrawn (deterministic randomness), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<String>,
+    /// Blocks whose keys are in the key file.
+    pub blocks_with_key: u64,
+    /// Secrecy of the run's key: blocks_with_key · ε_sec per block (None when withdrawn).
+    pub epsilon_sec: Option<f64>,
+    /// Correctness of the run's key: blocks_with_key · ε_cor per block (None when withdrawn).
+    pub epsilon_cor: Option<f64>,
+    /// ε_sec + ε_cor of the run (None when withdrawn).
+    pub epsilon_total: Option<f64>,
+    /// ε_sec of each block's key.
+    pub epsilon_sec_per_block: f64,
+    /// ε_cor of each block's key.
+    pub epsilon_cor_per_block: f64,
+    /// The smallest term of the block's ε_sec composition (Lim et al.: ε_sec/21).
     pub epsilon_per_term: f64,
-    /// Bits charged for them: 6·log₂(21/ε_sec) per block.
+    /// Bits charged per block for the ε terms (Lim: 6·log₂(21/ε_sec); others:
+    /// 2·log₂(1/ε_sec)).
     pub security_cost_bits_per_block: f64,
-    /// Verification: the largest per-block bound on a wrong frame passing the tags (must be
-    /// ≤ ε_cor).
-    pub verification_collision_bound_max: f64,
+    /// Verification: the sum over the key's blocks of the bound on a wrong frame passing the
+    /// tags (each block's is ≤ ε_cor).
+    pub verification_collision_bound: f64,
     /// The formula for each block's length.
     pub bound: String,
-    /// What is subtracted from each block (the ledger kinds `error_correction` and
-    /// `verification`, plus the bits of discarded frames) and what is not.
+    /// What is subtracted from each block.
     pub subtracted: Vec<String>,
     /// Disclosed but not subtracted, with the reason.
     pub not_subtracted: Vec<String>,
 }
 
 impl SecurityAccount {
-    /// The account for `settings` and the blocks of a run.
-    pub fn new(settings: &DistillSettings, blocks: &[BlockReport]) -> SecurityAccount {
+    /// The account for `settings`, the proof, the blocks of a run and whether its randomness
+    /// was deterministic.
+    pub fn new(
+        settings: &DistillSettings,
+        proof: Proof,
+        blocks: &[BlockReport],
+        deterministic: bool,
+    ) -> SecurityAccount {
         let eps = settings.epsilon_sec;
+        let statement = proof.statement();
+        let with_key: Vec<&BlockReport> = blocks
+            .iter()
+            .filter(|b| b.outcome == BlockOutcome::Key)
+            .collect();
+        let n = with_key.len() as u64;
+        let withdrawn = deterministic.then(|| {
+            "protocol randomness was deterministic (--insecure-deterministic-rng): the samples, hash keys and Toeplitz seeds are predictable, so no ε holds and the key is NOT secure".to_string()
+        });
+        let composed = |per_block: f64| (!deterministic).then_some(n as f64 * per_block);
+        let (per_term, cost) = match proof {
+            Proof::Lim2014 => (eps / 21.0, 6.0 * (21.0 / eps).log2()),
+            Proof::Tomamichel2012 => (eps / 4.0, 2.0 * (1.0 / eps).log2()),
+            Proof::Acin2007 => (eps / 2.0, 2.0 * (1.0 / eps).log2()),
+            Proof::Noh09Illustrative => (0.0, 2.0 * (1.0 / eps).log2()),
+        };
         SecurityAccount {
-            epsilon_sec: eps,
-            epsilon_cor: settings.epsilon_cor,
-            epsilon_total: eps + settings.epsilon_cor,
-            epsilon_per_term: eps / 21.0,
-            security_cost_bits_per_block: 6.0 * (21.0 / eps).log2(),
-            verification_collision_bound_max: blocks
+            secure: statement.security_proven && !deterministic,
+            bound: statement.formula.clone(),
+            proof: statement,
+            withdrawn,
+            blocks_with_key: n,
+            epsilon_sec: composed(eps),
+            epsilon_cor: composed(settings.epsilon_cor),
+            epsilon_total: composed(eps + settings.epsilon_cor),
+            epsilon_sec_per_block: eps,
+            epsilon_cor_per_block: settings.epsilon_cor,
+            epsilon_per_term: per_term,
+            security_cost_bits_per_block: cost,
+            verification_collision_bound: with_key
                 .iter()
                 .filter_map(|b| b.verification.as_ref().map(|v| v.collision_bound))
-                .fold(0.0, f64::max),
-            bound: "ℓ = ⌊s₀ + s₁(1 − h(φ)) − 6 log₂(21/ε_sec) − λ_EC − max(tag bits, \
-                    log₂(2/ε_cor)) − discarded⌋, rounded down to whole bytes \
-                    (Lim et al. 2014, Eq. 1)"
-                .into(),
+                .sum(),
             subtracted: vec![
-                "error_correction: Cascade parity answers, LDPC syndromes (minus punctured \
-                 bits), revealed bits"
-                    .into(),
+                "error_correction: Cascade parity answers (Alice's), LDPC syndromes (minus punctured bits), revealed bits".into(),
+                "reply: Bob's key-dependent answers, one bit each: the error parity of every Cascade parity Alice answered (revealed by his next query), LDPC decoding status per frame and round, verification verdicts per frame".into(),
                 "verification: 64-bit hash tags, at least log₂(2/ε_cor)".into(),
                 "discarded frames: bits of frames whose tags failed".into(),
             ],
             not_subtracted: vec![
-                "sifting: slots, bases, intensity classes (independent of bit values)".into(),
-                "test_basis: test-basis bits (not key bits; they give φ)".into(),
-                "qber_sample: key-basis bits disclosed and removed from the key".into(),
-                "public_randomness: seeds of permutations, samples, hash keys, Toeplitz \
-                 matrices (independent of the key)"
-                    .into(),
+                "sifting: slots, bases / settings, intensity classes, post-selected slots (independent of the bit values)".into(),
+                "test_basis: test bits (not key bits; they give the phase error or S)".into(),
+                "qber_sample: key bits disclosed and removed from the key".into(),
+                "sync_sample: Alice's symbols of the synchronisation window (those slots leave the key)".into(),
+                "confirmation: key-confirmation tags, one-time padded with 64 key bits that leave the key".into(),
+                "public_randomness: seeds of permutations, samples, hash keys, Toeplitz matrices (independent of the key)".into(),
                 "control: counts, flags, acknowledgements computable from the above".into(),
             ],
         }
@@ -190,16 +174,18 @@ pub struct PartyMetrics {
     pub bob: Vec<StageMetrics>,
 }
 
-/// The JSON report of `qkd distill`.
+/// The JSON report of `qkd distill`, the same for every protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DistillReport {
     /// Producer and version.
     pub tool: String,
+    /// The protocol.
+    pub protocol: ProtocolKind,
     /// Run id of the logs.
     pub run_id: String,
-    /// Alice's preparation log.
+    /// Alice's log.
     pub alice_log: PathBuf,
-    /// Bob's detection log.
+    /// Bob's log.
     pub bob_log: PathBuf,
     /// Outcome.
     pub outcome: RunOutcome,
@@ -210,24 +196,34 @@ pub struct DistillReport {
     /// Structured abort reason.
     pub abort: Option<AbortReason>,
     /// Monitor alarms (an alarm aborts the run; see [`crate::monitors`]).
-    pub alarms: Vec<crate::monitors::Alarm>,
+    pub alarms: Vec<Alarm>,
+    /// Every monitor of the run, ran or skipped (with why).
+    pub monitors: Vec<MonitorSummary>,
+    /// Warnings for the user (monitors that cannot run, insecure randomness, …).
+    pub warnings: Vec<String>,
     /// Slots in the run.
     pub total_slots: u64,
-    /// Detected slots.
+    /// Detected (announced) slots.
     pub detections: u64,
-    /// Sifted key-basis bits.
+    /// Sifted key bits.
     pub sifted_bits: u64,
     /// Error rate of the reconciled bits (errors corrected / bits), or the estimate if nothing
     /// was reconciled.
     pub qber: f64,
-    /// Bits subtracted for disclosure (error correction + verification), all blocks.
+    /// Bits subtracted for disclosure (error correction, replies, verification), all blocks.
     pub leaked_bits: u64,
     /// Secret key bits produced (per party).
     pub secret_bits: u64,
-    /// Secrecy parameter per block key.
-    pub epsilon_sec: f64,
-    /// Correctness parameter per block key.
-    pub epsilon_cor: f64,
+    /// Secrecy of the run's key, composed over its blocks (None when ε is withdrawn).
+    pub epsilon_sec: Option<f64>,
+    /// Correctness of the run's key, composed over its blocks (None when withdrawn).
+    pub epsilon_cor: Option<f64>,
+    /// Secrecy parameter of each block's key.
+    pub epsilon_sec_per_block: f64,
+    /// Correctness parameter of each block's key.
+    pub epsilon_cor_per_block: f64,
+    /// The key is secure by a proven bound with private randomness.
+    pub secure: bool,
     /// Blocks that produced key.
     pub blocks_ok: u64,
     /// Blocks that did not.
@@ -240,12 +236,12 @@ pub struct DistillReport {
     pub secret_bits_per_s: f64,
     /// Key files (only when a key was produced).
     pub key_files: Option<KeyFiles>,
-    /// Disclosure over all blocks, by kind.
+    /// Disclosure over all blocks (and the synchronisation), by kind.
     pub ledger: LeakageLedger,
-    /// Settings.
+    /// Settings (as agreed in the handshake).
     pub settings: DistillSettings,
-    /// Source parameters used by the bound.
-    pub decoy: DecoyParams,
+    /// Decoy-state source parameters used by the bound (BB84).
+    pub decoy: Option<DecoyParams>,
     /// Kernel ISA.
     pub isa: String,
     /// Protocol randomness was deterministic (insecure test mode).
@@ -253,7 +249,7 @@ pub struct DistillReport {
     /// Classical-channel traffic sent by Alice and by Bob.
     pub channel: ChannelStats,
     /// Every ε term of the security statement and every subtracted kind of disclosure
-    /// (docs/security.md).
+    /// (docs/security.md), and the proof.
     pub security: SecurityAccount,
     /// Time synchronisation of raw time tags (when Bob's log was not slot-annotated).
     pub sync: Option<crate::sync::SyncReport>,
@@ -273,238 +269,73 @@ impl DistillReport {
     }
 }
 
-enum PartyInput {
-    Alice(Arc<PrepLog>),
-    Bob(Arc<DetectionLog>),
-}
-
-struct PartyResult {
-    sink: Option<KeySink>,
-    metrics: Vec<StageMetrics>,
-    traffic: ChannelStats,
-    error: Option<Error>,
-    decoy: Option<DecoyParams>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct HelloSettings {
-    settings: DistillSettings,
-    decoy: DecoyParams,
-}
-
-fn handshake(
-    input: &PartyInput,
-    link: &dyn Link,
-    settings: &DistillSettings,
-) -> Result<DecoyParams> {
-    let mut ch = link.open(StreamId::HANDSHAKE)?;
-    match input {
-        PartyInput::Alice(log) => {
-            let hello = HelloSettings {
-                settings: settings.clone(),
-                decoy: log.meta().decoy.clone(),
-            };
-            let msg = Message::Hello {
-                run_id: log.header().run_id.0,
-                total_slots: log.total_slots(),
-                settings: serde_json::to_string(&hello).expect("settings serialize"),
-            };
-            ch.send_unaccounted(&msg)?;
-            match ch.recv(&mut LeakageLedger::default())? {
-                Message::HelloAck { run_id } if run_id == log.header().run_id.0 => Ok(hello.decoy),
-                Message::HelloAck { run_id } => Err(ConfigError::Mismatch(format!(
-                    "Bob's detection log is from run {}, but {} is from run {}",
-                    RunId(run_id),
-                    log.path().display(),
-                    log.header().run_id
-                ))
-                .into()),
-                other => Err(unexpected("HelloAck", &other)),
-            }
-        }
-        PartyInput::Bob(log) => {
-            let (run_id, total_slots, text) = match ch.recv(&mut LeakageLedger::default())? {
-                Message::Hello {
-                    run_id,
-                    total_slots,
-                    settings,
-                } => (run_id, total_slots, settings),
-                other => return Err(unexpected("Hello", &other)),
-            };
-            let refuse = |ch: &mut crate::classical::ClassicalChannel, e: Error| -> Error {
-                ch.abort(&e);
-                e
-            };
-            if run_id != log.header().run_id.0 {
-                let e = ConfigError::Mismatch(format!(
-                    "{} is from run {}, but Alice's preparation log is from run {}; the logs do not belong together",
-                    log.path().display(),
-                    log.header().run_id,
-                    RunId(run_id)
-                ))
-                .into();
-                return Err(refuse(&mut ch, e));
-            }
-            if let Some(t) = log.meta().total_slots
-                && t != total_slots
-            {
-                let e = ConfigError::Mismatch(format!(
-                    "{} covers {t} slots, Alice's log {total_slots}",
-                    log.path().display()
-                ))
-                .into();
-                return Err(refuse(&mut ch, e));
-            }
-            let hello: HelloSettings = serde_json::from_str(&text)
-                .map_err(|e| ProtocolError::Malformed(format!("Hello settings: {e}")))?;
-            if &hello.settings != settings {
-                let e = ProtocolError::Disagreement {
-                    what: "session settings",
-                    detail: format!("Alice {:?}, Bob {:?}", hello.settings, settings),
-                }
-                .into();
-                return Err(refuse(&mut ch, e));
-            }
-            hello.decoy.validate()?;
-            ch.send_unaccounted(&Message::HelloAck {
-                run_id: log.header().run_id.0,
-            })?;
-            Ok(hello.decoy)
-        }
-    }
-}
-
-fn run_party(
-    role: Role,
-    input: PartyInput,
-    link: Arc<dyn Link>,
-    opts: &DistillOptions,
-    key_path: PathBuf,
-    progress: Arc<dyn Progress + Send + Sync>,
-    run_alarms: &[crate::monitors::Alarm],
-) -> PartyResult {
-    let traffic = Arc::new(Mutex::new(ChannelStats::default()));
-    let mut result = PartyResult {
-        sink: None,
-        metrics: vec![],
-        traffic: ChannelStats::default(),
-        error: None,
-        decoy: None,
-    };
-    let run = || -> Result<(KeySink, Vec<StageMetrics>, DecoyParams)> {
-        let decoy = handshake(&input, link.as_ref(), &opts.settings)?;
-        let sink = KeySink::create(&key_path, opts.overwrite)?;
-        let calibration = match &input {
-            PartyInput::Bob(log) => log
-                .meta()
-                .extra
-                .get("calibration")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default(),
-            PartyInput::Alice(_) => Default::default(),
-        };
-        let session = Arc::new(Session {
-            role,
-            settings: opts.settings.clone(),
-            decoy: decoy.clone(),
-            kernels: opts.kernels,
-            deterministic_seed: opts.deterministic_seed,
-            calibration,
-            run_alarms: run_alarms.to_vec(),
+/// Synchronise Bob's raw time tags against Alice's preparation log on their own (`qkd sync`):
+/// both parties run their side ([`crate::sync::alice_sync`], [`crate::sync::bob_sync`]) over
+/// an in-process classical channel; Bob writes the slot-annotated log `out`. Returns the report
+/// and the disclosure.
+pub fn synchronise(
+    prep: &crate::io::PrepLog,
+    det: &crate::io::DetectionLog,
+    opts: &crate::sync::SyncOptions,
+    out: &Path,
+    tap: Option<FrameTap>,
+) -> Result<(crate::sync::SyncReport, LeakageLedger)> {
+    use crate::stages::StreamId;
+    let (la, lb) = InMemoryLink::pair_tapped(tap);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| -> Result<LeakageLedger> {
+            let mut ch = la.open(StreamId::SYNC)?;
+            let mut l = LeakageLedger::default();
+            crate::sync::alice_sync(&mut ch, &mut l, prep)?;
+            Ok(l)
         });
-        let io = |stream: u32| -> Result<StageIo> {
-            Ok(StageIo {
-                session: session.clone(),
-                channel: link.open(stream)?,
-                rng: protocol_rng(opts.deterministic_seed, role, u64::from(stream))?,
-                traffic: traffic.clone(),
-            })
-        };
-        let source = match &input {
-            PartyInput::Alice(log) => SiftingSource::alice(io(StreamId::SIFTING)?, log.clone()),
-            PartyInput::Bob(log) => {
-                SiftingSource::bob(io(StreamId::SIFTING)?, log.clone(), progress.clone())?
-            }
-        };
-        let estimation = EstimationStage::new(io(StreamId::ESTIMATION)?);
-        let workers = (0..opts.settings.ec_workers)
-            .map(|w| io(StreamId::error_correction(w)).map(ErrorCorrectionStage::new))
-            .collect::<Result<Vec<_>>>()?;
-        let verification = VerificationStage::new(io(StreamId::VERIFICATION)?);
-        let amplification = AmplificationStage::new(io(StreamId::AMPLIFICATION)?);
-        let mut p = Pipeline::new(opts.settings.queue_capacity);
-        let f = p.source(source);
-        let f = p.stage(f, estimation);
-        let f = p.pool(f, workers);
-        let f = p.stage(f, verification);
-        let f = p.stage(f, amplification);
-        let handle = p.sink(f, "key_store", sink, KeySink::push);
-        let (sink, sink_result) = handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let joined = p.join();
-        let mut errors: Vec<Error> = vec![];
-        if let Err(e) = sink_result {
-            errors.push(e);
-        }
-        let metrics = match joined {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e);
-                vec![]
-            }
-        };
-        pick_error(errors)?;
-        Ok((sink, metrics, decoy))
-    };
-    match run() {
-        Ok((sink, metrics, decoy)) => {
-            result.sink = Some(sink);
-            result.metrics = metrics;
-            result.decoy = Some(decoy);
-        }
-        Err(e) => result.error = Some(e),
-    }
-    result.traffic = *traffic.lock().unwrap_or_else(|e| e.into_inner());
-    result
+        let b = s.spawn(|| -> Result<(crate::sync::SyncReport, LeakageLedger)> {
+            let mut ch = lb.open(StreamId::SYNC)?;
+            let mut l = LeakageLedger::default();
+            let r = crate::sync::bob_sync(&mut ch, &mut l, det, prep.total_slots(), opts, out)?;
+            Ok((r, l))
+        });
+        (
+            a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    // Bob's error explains Alice's closed channel, so report it first.
+    let (report, ledger) = b?;
+    a?;
+    Ok((report, ledger))
 }
 
-/// Run a batch distillation of `alice_log` (`.qpl`) and `bob_log` (`.qdl`).
-///
-/// Returns the report for every completed run, including security aborts and runs without key;
-/// returns an error when the run could not be carried out (bad input, I/O, protocol failure).
-pub fn distill(
-    alice_log: &Path,
-    bob_log: &Path,
-    opts: &DistillOptions,
-    progress: Arc<dyn Progress + Send + Sync>,
-) -> Result<DistillReport> {
-    let start = Instant::now();
-    opts.settings.validate()?;
-    let prep = Arc::new(PrepLog::open(alice_log)?);
-    let mut det = Arc::new(DetectionLog::open(bob_log)?);
-    if prep.header().run_id != det.header().run_id {
+/// The two parties' logs, opened, and the protocol they share.
+fn open_inputs(alice_log: &Path, bob_log: &Path) -> Result<(PartyInput, PartyInput)> {
+    let a = PartyInput::open(alice_log)?;
+    let b = PartyInput::open(bob_log)?;
+    let (pa, pb) = (a.protocol()?, b.protocol()?);
+    if pa != pb {
         return Err(ConfigError::Mismatch(format!(
-            "mismatched logs: {} is from run {} but {} is from run {}",
+            "{} is a {} log but {} is a {} log; the logs do not belong together",
             alice_log.display(),
-            prep.header().run_id,
+            pa.name(),
             bob_log.display(),
-            det.header().run_id
+            pb.name()
         ))
         .into());
     }
-    // Resolve an automatic block size from the input: the expected sifted key-basis bits are
-    // the detections where both chose the key basis, less the error-estimation sample.
-    let mut resolved = opts.clone();
-    if resolved.settings.block_bits == 0 {
-        let p_key = prep.meta().decoy.prob_key_basis;
-        let expected = det.total_records() as f64
-            * p_key
-            * p_key
-            * (1.0 - resolved.settings.qber_sample_fraction);
-        resolved.settings.block_bits = crate::config::auto_block_bits(expected as u64);
+    if a.run_id() != b.run_id() {
+        return Err(ConfigError::Mismatch(format!(
+            "mismatched logs: {} is from run {} but {} is from run {}",
+            alice_log.display(),
+            a.run_id(),
+            bob_log.display(),
+            b.run_id()
+        ))
+        .into());
     }
-    let opts = &resolved;
+    Ok((a, b))
+}
+
+/// The key files of a run, refusing existing ones unless they may be replaced.
+fn key_files(opts: &DistillOptions) -> Result<KeyFiles> {
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let files = KeyFiles {
         alice: opts.out_dir.join("alice.key"),
@@ -519,80 +350,39 @@ pub fn distill(
             .into());
         }
     }
-    // Raw time tags: synchronise first (Bob's detections → Alice's slots), into a temporary
-    // slot-annotated log next to the keys that is removed when the run ends.
-    let mut sync_report = None;
-    let mut sync_ledger = LeakageLedger::default();
-    let _synced_guard;
-    let raw_calibration = det.meta().extra.get("calibration").cloned();
-    if det.header().flags & crate::io::header::FLAG_SLOT_ANNOTATED == 0 {
-        let path = opts
-            .out_dir
-            .join(format!(".synced-{}.qdl", det.header().run_id));
-        _synced_guard = RemoveOnDrop(path.clone());
-        let (r, l) = synchronise(&prep, &det, &opts.sync, &path, opts.frame_tap.clone())?;
-        sync_report = Some(r);
-        sync_ledger = l;
-        det = Arc::new(DetectionLog::open(&path)?);
-    }
-    // Monitors on the run as a whole: Alice's watchdog and, for raw tags, the arrival times.
-    let mut run_alarms = crate::monitors::check_watchdog(&prep.meta().extra);
-    if let Some(r) = &sync_report {
-        let cal: crate::monitors::Calibration = raw_calibration
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        run_alarms.extend(crate::monitors::check_arrival_times(r, &cal));
-    }
+    Ok(files)
+}
+
+/// Run both parties, each on its own thread, over an in-memory link.
+fn run_parties(
+    alice: &Party,
+    bob: &Party,
+    files: &KeyFiles,
+    opts: &DistillOptions,
+    progress: Arc<dyn Progress + Send + Sync>,
+) -> Result<(PartyRun<KeyFile>, PartyRun<KeyFile>)> {
+    let sink_a = KeyFile::create(&files.alice, opts.overwrite)?;
+    let sink_b = KeyFile::create(&files.bob, opts.overwrite)?;
     let (la, lb) = InMemoryLink::pair_tapped(opts.frame_tap.clone());
     let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
-    let total_slots = prep.total_slots();
-    let run_id = prep.header().run_id.to_string();
-    let run_alarms = &run_alarms;
-    let (alice, bob) = std::thread::scope(|s| {
-        let a = {
-            let progress = progress.clone();
-            let path = files.alice.clone();
-            let prep = prep.clone();
-            s.spawn(move || {
-                run_party(
-                    Role::Alice,
-                    PartyInput::Alice(prep),
-                    la,
-                    opts,
-                    path,
-                    progress,
-                    run_alarms,
-                )
-            })
-        };
-        let b = {
-            let progress = progress.clone();
-            let path = files.bob.clone();
-            let det = det.clone();
-            s.spawn(move || {
-                run_party(
-                    Role::Bob,
-                    PartyInput::Bob(det),
-                    lb,
-                    opts,
-                    path,
-                    progress,
-                    run_alarms,
-                )
-            })
-        };
+    let runs = std::thread::scope(|s| {
+        let pa = progress.clone();
+        let a = s.spawn(move || alice.run(la, sink_a, pa));
+        let b = s.spawn(move || bob.run(lb, sink_b, progress));
         (
             a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
             b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    progress.finish();
-    // Security aborts first: they are the answer even if the other side saw only a closed
-    // channel. Then real errors.
+    Ok(runs)
+}
+
+/// A security abort is the run's answer even if the other side saw only a closed channel;
+/// otherwise the most informative error.
+fn abort_or_error(alice: &mut PartyResult, bob: &mut PartyResult) -> Result<Option<AbortReason>> {
     let mut abort = None;
     let mut errors = vec![];
-    for e in [alice.error, bob.error].into_iter().flatten() {
+    for e in [alice.error.take(), bob.error.take()].into_iter().flatten() {
         match e {
             Error::Aborted(AbortReason::PeerAborted { .. }) if abort.is_some() => {}
             Error::Aborted(r) => {
@@ -606,95 +396,161 @@ pub fn distill(
     if abort.is_none() {
         pick_error(errors)?;
     }
-    let decoy = alice
-        .decoy
-        .or(bob.decoy)
-        .unwrap_or_else(|| prep.meta().decoy.clone());
-    let (blocks, a_bits, b_bits, digests_match) = match (&alice.sink, &bob.sink) {
-        (Some(a), Some(b)) => {
-            let same_lengths = a
-                .reports
-                .iter()
-                .map(|r| r.secret_bits)
-                .eq(b.reports.iter().map(|r| r.secret_bits));
-            (
-                b.reports.clone(),
-                a.secret_bits,
-                b.secret_bits,
-                same_lengths && a.digest() == b.digest(),
-            )
-        }
-        _ => (vec![], 0, 0, true),
+    Ok(abort)
+}
+
+/// The parties' public per-block outcomes must agree (their keys were confirmed by message,
+/// block by block; this compares only lengths and outcomes).
+fn check_agreement(alice: &PartyResult, bob: &PartyResult) -> Result<()> {
+    let lengths = |r: &PartyResult| -> Vec<(u64, u64)> {
+        r.blocks.iter().map(|b| (b.id, b.secret_bits)).collect()
     };
-    if abort.is_none() && !digests_match {
+    if lengths(alice) != lengths(bob) || alice.secret_bits != bob.secret_bits {
         return Err(ProtocolError::Disagreement {
             what: "final keys",
             detail: format!(
-                "Alice's and Bob's keys differ ({a_bits} and {b_bits} bits); no key files written"
+                "Alice committed {} bits in {} blocks, Bob {} bits in {}; no key files written",
+                alice.secret_bits,
+                alice.blocks.len(),
+                bob.secret_bits,
+                bob.blocks.len()
             ),
         }
         .into());
     }
-    let mut ledger = sync_ledger;
-    for b in &blocks {
-        ledger.add(&b.ledger);
-    }
-    let sifted_bits: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
-    let detections: u64 = blocks.iter().map(|b| b.detections).sum();
+    Ok(())
+}
+
+/// The run's error rate: corrected errors over reconciled bits, or the blocks' estimates.
+fn run_qber(blocks: &[BlockReport]) -> f64 {
     let (ec_bits, ec_errors) = blocks
         .iter()
         .filter_map(|b| b.error_correction.as_ref())
         .fold((0u64, 0u64), |(n, e), r| {
             (n + r.bits, e + r.corrected_errors.unwrap_or(0))
         });
-    let qber = if ec_bits > 0 {
-        ec_errors as f64 / ec_bits as f64
-    } else {
-        let w: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
-        if w > 0 {
-            blocks
-                .iter()
-                .map(|b| b.qber_estimate * b.sifted_key_bits as f64)
-                .sum::<f64>()
-                / w as f64
-        } else {
-            0.0
-        }
+    if ec_bits > 0 {
+        return ec_errors as f64 / ec_bits as f64;
+    }
+    let w: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
+    if w == 0 {
+        return 0.0;
+    }
+    blocks
+        .iter()
+        .map(|b| b.qber_estimate * b.sifted_key_bits as f64)
+        .sum::<f64>()
+        / w as f64
+}
+
+/// Why a run that completed produced no key.
+fn no_key_reason(blocks: &[BlockReport]) -> String {
+    if blocks.is_empty() {
+        return "no key: the logs hold no sifted detections".to_string();
+    }
+    let reasons: Vec<String> = blocks
+        .iter()
+        .filter_map(|b| match &b.outcome {
+            BlockOutcome::NoKey { reason } => Some(format!("block {}: {reason}", b.id)),
+            _ => None,
+        })
+        .collect();
+    format!("no key: {}", reasons.join("; "))
+}
+
+/// Run a batch distillation of `alice_log` and `bob_log`: decoy-state BB84 (Alice's `.qpl`,
+/// Bob's `.qdl`, slot-annotated or raw time tags) or an entangled or Noh09 run (both `.qdl`).
+///
+/// Returns the report for every completed run, including security aborts and runs without key;
+/// returns an error when the run could not be carried out (bad input, I/O, protocol failure).
+pub fn distill(
+    alice_log: &Path,
+    bob_log: &Path,
+    opts: &DistillOptions,
+    progress: Arc<dyn Progress + Send + Sync>,
+) -> Result<DistillReport> {
+    let start = Instant::now();
+    opts.settings.validate()?;
+    let (a_in, b_in) = open_inputs(alice_log, bob_log)?;
+    let protocol = a_in.protocol()?;
+    let files = key_files(opts)?;
+    let config = |role| PartyConfig {
+        role,
+        settings: opts.settings.clone(),
+        deterministic_seed: opts.deterministic_seed,
+        kernels: opts.kernels,
+        sync: opts.sync.clone(),
+        work_dir: opts.out_dir.clone(),
     };
+    let alice = Party::new(a_in, config(Role::Alice))?;
+    let bob = Party::new(b_in, config(Role::Bob))?;
+    let (a_run, b_run) = run_parties(&alice, &bob, &files, opts, progress.clone())?;
+    progress.finish();
+    let (mut a, mut b) = (a_run.result, b_run.result);
+    let abort = abort_or_error(&mut a, &mut b)?;
+    if abort.is_none() {
+        check_agreement(&a, &b)?;
+    }
+    let agreed = b.agreed.clone().or_else(|| a.agreed.clone());
+    let settings = agreed
+        .as_ref()
+        .map_or_else(|| opts.settings.clone(), |x| x.settings.clone());
+    let blocks = if abort.is_some() {
+        vec![]
+    } else {
+        b.blocks.clone()
+    };
+    let mut ledger = b.sync_ledger;
+    for blk in &blocks {
+        ledger.add(&blk.ledger);
+    }
     let blocks_ok = blocks
         .iter()
         .filter(|b| b.outcome == BlockOutcome::Key)
         .count() as u64;
-    let (outcome, reason, key_files) = if let Some(r) = &abort {
-        (RunOutcome::Aborted, Some(r.to_string()), None)
-    } else if a_bits == 0 {
-        let why = if blocks.is_empty() {
-            "no key: the detection log holds no sifted detections".to_string()
-        } else {
-            let reasons: Vec<String> = blocks
-                .iter()
-                .filter_map(|b| match &b.outcome {
-                    BlockOutcome::NoKey { reason } => Some(format!("block {}: {reason}", b.id)),
-                    _ => None,
-                })
-                .collect();
-            format!("no key: {}", reasons.join("; "))
-        };
-        (RunOutcome::NoKey, Some(why), None)
-    } else {
-        (RunOutcome::Key, None, Some(files.clone()))
+    let secret = if abort.is_none() { a.secret_bits } else { 0 };
+    let (outcome, reason, key_files) = match &abort {
+        Some(r) => (RunOutcome::Aborted, Some(r.to_string()), None),
+        None if secret == 0 => (RunOutcome::NoKey, Some(no_key_reason(&blocks)), None),
+        None => (RunOutcome::Key, None, Some(files.clone())),
     };
     if outcome == RunOutcome::Key {
-        // Commit both only when both are complete and equal.
-        alice.sink.expect("alice sink").commit()?;
-        bob.sink.expect("bob sink").commit()?;
+        // Commit both only when both completed and every block was confirmed on both sides.
+        a_run.sink.expect("Alice's key file").commit()?;
+        b_run.sink.expect("Bob's key file").commit()?;
+    }
+    let deterministic = opts.deterministic_seed.is_some();
+    let security = SecurityAccount::new(&settings, protocol.proof(), &blocks, deterministic);
+    let mut warnings = a.warnings.clone();
+    warnings.extend(b.warnings.iter().cloned());
+    if let Some(w) = &security.withdrawn {
+        warnings.push(w.clone());
+    }
+    if !security.proof.security_proven {
+        warnings.push(format!(
+            "NOT security-proven: {} ({})",
+            security
+                .proof
+                .not_covered
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+            security.proof.reference
+        ));
+    }
+    let mut statuses = a.monitors.clone();
+    statuses.extend(b.monitors.iter().cloned());
+    for blk in &blocks {
+        statuses.extend(blk.monitors.iter().cloned());
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let mut channel = alice.traffic;
-    channel.add(&bob.traffic);
+    let sifted_bits: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
+    let mut channel = a.traffic;
+    channel.add(&b.traffic);
     Ok(DistillReport {
         tool: format!("qkd-distill {}", env!("CARGO_PKG_VERSION")),
-        run_id,
+        protocol,
+        run_id: alice.input().run_id().to_string(),
         alice_log: alice_log.to_path_buf(),
         bob_log: bob_log.to_path_buf(),
         outcome,
@@ -705,40 +561,37 @@ pub fn distill(
             _ => Vec::new(),
         },
         abort,
-        total_slots,
-        detections,
+        monitors: crate::monitors::summarize(&statuses),
+        warnings,
+        total_slots: agreed.as_ref().map_or(0, |x| x.total_slots),
+        detections: blocks.iter().map(|b| b.detections).sum(),
         sifted_bits,
-        qber,
+        qber: run_qber(&blocks),
         leaked_bits: ledger.subtracted(),
-        secret_bits: if outcome == RunOutcome::Key {
-            a_bits
-        } else {
-            0
-        },
-        epsilon_sec: opts.settings.epsilon_sec,
-        epsilon_cor: opts.settings.epsilon_cor,
+        secret_bits: secret,
+        epsilon_sec: security.epsilon_sec,
+        epsilon_cor: security.epsilon_cor,
+        epsilon_sec_per_block: settings.epsilon_sec,
+        epsilon_cor_per_block: settings.epsilon_cor,
+        secure: security.secure && outcome == RunOutcome::Key,
         blocks_ok,
         blocks_failed: blocks.len() as u64 - blocks_ok,
         elapsed_s: elapsed,
         sifted_bits_per_s: sifted_bits as f64 / elapsed.max(1e-9),
-        secret_bits_per_s: if outcome == RunOutcome::Key {
-            a_bits as f64 / elapsed.max(1e-9)
-        } else {
-            0.0
-        },
+        secret_bits_per_s: secret as f64 / elapsed.max(1e-9),
         key_files,
         ledger,
-        settings: opts.settings.clone(),
-        decoy,
+        decoy: agreed.as_ref().and_then(|x| x.decoy.clone()),
+        settings,
         isa: opts.kernels.isa().to_string(),
-        deterministic_rng: opts.deterministic_seed.is_some(),
+        deterministic_rng: deterministic,
         channel,
-        security: SecurityAccount::new(&opts.settings, &blocks),
-        sync: sync_report,
+        security,
+        sync: b.sync.clone(),
         blocks,
         stages: PartyMetrics {
-            alice: alice.metrics,
-            bob: bob.metrics,
+            alice: a.metrics,
+            bob: b.metrics,
         },
     })
 }

@@ -1,4 +1,5 @@
-//! Error types, one enum per domain (see ARCHITECTURE.md §2).
+//! Error types, one enum per domain (see ARCHITECTURE.md §2). A leaf module: it depends on
+//! nothing else in the crate, so every module can use it without import cycles.
 //!
 //! A *security abort* is not an error: it is an [`AbortReason`] carried in the run's outcome, so
 //! that the binary can distinguish "run completed, no key" (exit 1) from "could not run" (exit 2).
@@ -112,6 +113,23 @@ pub enum ProtocolError {
     PeerFailed(String),
 }
 
+/// A monitor's finding.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Alarm {
+    /// Monitor name.
+    pub monitor: String,
+    /// Deviation from the honest bound, in standard deviations.
+    pub sigma: f64,
+    /// What was seen against what an honest link shows.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Alarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:.1} σ): {}", self.monitor, self.sigma, self.detail)
+    }
+}
+
 /// Why a run (or a block) produced no key for security reasons. Never an error: the run
 /// completed, decided there is no secret key, and says why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -130,10 +148,7 @@ pub enum AbortReason {
         threshold: f64,
     },
     /// A monitor found an eavesdropper's footprint (see [`crate::monitors`]).
-    MonitorAlarm {
-        block: u64,
-        alarms: Vec<crate::monitors::Alarm>,
-    },
+    MonitorAlarm { block: u64, alarms: Vec<Alarm> },
     /// The CHSH value is not significantly above 2 (entanglement-based runs).
     BellTestFailed { s_value: f64, lower_bound: f64 },
     /// The peer announced a security abort.

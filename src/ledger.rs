@@ -13,7 +13,9 @@
 //! | `qber_sample` | key-basis bits disclosed for the error-rate estimate | no: removed from the key |
 //! | `sync_sample` | Alice's symbols of the time-synchronisation window | no: those slots are removed from the key |
 //! | `error_correction` | Cascade parities (Alice's answers), syndromes, revealed bits | **yes** (λ_EC) |
+//! | `reply` | Bob's answers that depend on his key: one error-parity bit per Cascade parity (revealed by his next query), LDPC decoding status, verification verdicts | **yes** |
 //! | `verification` | hash tags | **yes** |
+//! | `confirmation` | key-confirmation tags, one-time padded with 64 key bits that leave the key | no: padded (the pad bits are removed) |
 //! | `public_randomness` | seeds of permutations, samples, hash keys, Toeplitz matrices | no: independent of the key |
 //! | `control` | counts, flags and acknowledgements computable from the above | no |
 
@@ -32,8 +34,12 @@ pub enum Disclosure {
     SyncSample(u64),
     /// Error-correction information about the key (λ_EC).
     ErrorCorrection(u64),
+    /// Bob's answers that depend on his key (error parities, decoding status, verdicts).
+    Reply(u64),
     /// Verification tag bits.
     Verification(u64),
+    /// Key-confirmation tags (one-time padded).
+    Confirmation(u64),
     /// Random seeds independent of the key.
     PublicRandomness(u64),
     /// Control information (counts, flags, acknowledgements).
@@ -54,8 +60,14 @@ pub struct LeakageLedger {
     pub sync_sample_bits: u64,
     /// Error-correction disclosure λ_EC (subtracted).
     pub error_correction_bits: u64,
+    /// Bob's key-dependent answers (subtracted).
+    #[serde(default)]
+    pub reply_bits: u64,
     /// Verification tags (subtracted).
     pub verification_bits: u64,
+    /// Key-confirmation tags, one-time padded (not subtracted: the pad leaves the key).
+    #[serde(default)]
+    pub confirmation_bits: u64,
     /// Public random seeds.
     pub public_randomness_bits: u64,
     /// Control information.
@@ -71,15 +83,23 @@ impl LeakageLedger {
             Disclosure::QberSample(n) => self.qber_sample_bits += n,
             Disclosure::SyncSample(n) => self.sync_sample_bits += n,
             Disclosure::ErrorCorrection(n) => self.error_correction_bits += n,
+            Disclosure::Reply(n) => self.reply_bits += n,
             Disclosure::Verification(n) => self.verification_bits += n,
+            Disclosure::Confirmation(n) => self.confirmation_bits += n,
             Disclosure::PublicRandomness(n) => self.public_randomness_bits += n,
             Disclosure::Control(n) => self.control_bits += n,
         }
     }
 
-    /// The bits subtracted from the secret length: λ_EC + verification tags.
+    /// The bits subtracted from the secret length: λ_EC (Alice's error-correction messages
+    /// and Bob's key-dependent replies) + verification tags.
     pub fn subtracted(&self) -> u64 {
-        self.error_correction_bits + self.verification_bits
+        self.error_correction_bits + self.reply_bits + self.verification_bits
+    }
+
+    /// λ_EC as charged: Alice's error-correction disclosure plus Bob's replies.
+    pub fn error_correction_charged(&self) -> u64 {
+        self.error_correction_bits + self.reply_bits
     }
 
     /// Every disclosed bit of every kind.
@@ -89,7 +109,9 @@ impl LeakageLedger {
             + self.qber_sample_bits
             + self.sync_sample_bits
             + self.error_correction_bits
+            + self.reply_bits
             + self.verification_bits
+            + self.confirmation_bits
             + self.public_randomness_bits
             + self.control_bits
     }
@@ -101,7 +123,9 @@ impl LeakageLedger {
         self.qber_sample_bits += o.qber_sample_bits;
         self.sync_sample_bits += o.sync_sample_bits;
         self.error_correction_bits += o.error_correction_bits;
+        self.reply_bits += o.reply_bits;
         self.verification_bits += o.verification_bits;
+        self.confirmation_bits += o.confirmation_bits;
         self.public_randomness_bits += o.public_randomness_bits;
         self.control_bits += o.control_bits;
     }

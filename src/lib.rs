@@ -47,6 +47,7 @@ pub mod keystore;
 pub mod ledger;
 pub mod monitors;
 pub mod parameter_estimation;
+pub mod party;
 pub mod pipeline;
 pub mod privacy_amplification;
 pub mod progress;

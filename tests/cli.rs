@@ -321,7 +321,7 @@ fn pa_block_bits_sets_the_finite_key_unit() {
     let o = qkd(&[
         "simulate",
         "--pulses",
-        "30000000",
+        "60000000",
         "--distance-km",
         "5",
         "--seed",
@@ -331,7 +331,7 @@ fn pa_block_bits_sets_the_finite_key_unit() {
     ]);
     assert!(o.status.success());
     let mut blocks = Vec::new();
-    for (i, size) in ["auto", "2^19", "512k"].iter().enumerate() {
+    for (i, size) in ["auto", "2^21", "2M"].iter().enumerate() {
         let report = d.join(&format!("r{i}.json"));
         let o = qkd(&[
             "distill",
@@ -358,18 +358,49 @@ fn pa_block_bits_sets_the_finite_key_unit() {
             r["blocks"].as_array().unwrap().len(),
             r["secret_bits"].as_u64().unwrap(),
         ));
-        // Every ε term is in the report.
+        // Every ε term is in the report, and the run's ε is composed over the blocks of the key
+        // file: B blocks are B·ε_sec-secret and B·ε_cor-correct.
         assert!(r["security"]["epsilon_per_term"].as_f64().unwrap() > 0.0);
+        let with_key = r["blocks_ok"].as_u64().unwrap() as f64;
+        assert_eq!(r["epsilon_sec_per_block"], 1e-10);
+        assert_eq!(r["epsilon_sec"].as_f64().unwrap(), with_key * 1e-10);
+        assert_eq!(r["epsilon_cor"].as_f64().unwrap(), with_key * 1e-15);
+        assert_eq!(
+            r["security"]["epsilon_sec"].as_f64().unwrap(),
+            with_key * 1e-10
+        );
+        let per_block: f64 = r["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["outcome"]["status"] == "key")
+            .map(|b| b["verification"]["collision_bound"].as_f64().unwrap())
+            .sum();
+        let run_bound = r["security"]["verification_collision_bound"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (run_bound - per_block).abs() <= 1e-12 * per_block,
+            "{run_bound} {per_block}"
+        );
     }
-    // auto: the whole input (≈ 2 M sifted bits) is one block of the next power of two.
+    // auto: the whole input (≈ 4 M sifted bits) is one block of the next power of two.
     assert_eq!(blocks[0].1, 1);
     assert!(blocks[0].0.is_power_of_two() && blocks[0].0 >= 1 << 20);
-    // 2^19 and 512k are the same size and cut the input into several blocks, each with its
-    // own statistics: more finite-size cost, less key.
-    assert_eq!(blocks[1].0, 1 << 19);
+    // 2^21 and 2M are the same size and cut the input into blocks, each with its own
+    // statistics: more finite-size cost, less key.
+    assert_eq!(blocks[1].0, 1 << 21);
     assert_eq!(blocks[1].0, blocks[2].0);
-    assert!(blocks[1].1 >= 3);
+    assert_eq!(blocks[1].1, 2);
     assert!(blocks[1].2 < blocks[0].2);
+    // A two-block run's key is 2·10⁻¹⁰-secret (each block is 10⁻¹⁰).
+    let r = json(&d.join("r1.json"));
+    assert_eq!(r["blocks_ok"], 2);
+    assert_eq!(r["epsilon_sec"], 2e-10);
+    assert!(
+        String::from_utf8_lossy(&qkd(&["distill", "--help"]).stdout)
+            .contains("cut into 2^27-bit blocks")
+    );
     // Nonsense is refused with the flag's name.
     let o = qkd(&[
         "distill",
@@ -639,25 +670,45 @@ fn other_protocols_simulate_and_distill() {
             String::from_utf8_lossy(&o.stderr)
         );
     };
-    let distill = |dir: &Path| {
+    let distill = |dir: &Path, extra: &[&str]| {
         let rep = dir.join("r.json");
-        let o = qkd(&[
+        let (a, b, k) = (dir.join("alice.qdl"), dir.join("bob.qdl"), dir.join("keys"));
+        let mut args = vec![
             "distill",
             "--alice",
-            s(&dir.join("alice.qdl")),
+            s(&a),
             "--bob",
-            s(&dir.join("bob.qdl")),
+            s(&b),
             "--out",
-            s(&dir.join("keys")),
+            s(&k),
             "--report",
             s(&rep),
-        ]);
-        (o, rep)
+        ];
+        args.extend_from_slice(extra);
+        (qkd(&args), rep)
+    };
+    // The same top-level report as BB84, for every protocol.
+    let fields = |r: &serde_json::Value| {
+        for f in [
+            "protocol",
+            "sifted_bits",
+            "secret_bits",
+            "aborted",
+            "abort_reason",
+            "epsilon_sec",
+            "ledger",
+            "security",
+            "blocks",
+            "monitors",
+            "warnings",
+        ] {
+            assert!(r.get(f).is_some(), "{f} missing");
+        }
     };
     // BBM92: a key from the Tomamichel bound, identical on both sides.
     let b = d.join("bbm92");
     sim("bbm92", "20000000", &["--distance-km", "10"], &b);
-    let (o, rep) = distill(&b);
+    let (o, rep) = distill(&b, &[]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -665,33 +716,60 @@ fn other_protocols_simulate_and_distill() {
         String::from_utf8_lossy(&o.stderr)
     );
     let r = json(&rep);
-    assert!(r["key"]["secret_bits"].as_u64().unwrap() > 0);
+    fields(&r);
+    assert_eq!(r["protocol"], "bbm92");
+    assert!(r["secret_bits"].as_u64().unwrap() > 0);
+    assert_eq!(r["security"]["proof"]["proof"], "tomamichel2012");
+    assert_eq!(r["secure"], true);
+    assert!(r["blocks"][0]["phase_error"]["bits"].as_u64().unwrap() > 10_000);
     assert_eq!(
         std::fs::read(b.join("keys/alice.key")).unwrap(),
         std::fs::read(b.join("keys/bob.key")).unwrap()
     );
+    // Every distill option is honoured: a lower --max-qber aborts on the ≈ 3.8 % error rate
+    // (of the key sample first, then of the test pairs).
+    let (o, rep) = distill(&b, &["--max-qber", "0.02", "--force"]);
+    assert_eq!(o.status.code(), Some(1));
+    let kind = json(&rep)["abort"]["kind"].as_str().unwrap().to_string();
+    assert!(
+        kind == "qber_too_high" || kind == "phase_error_too_high",
+        "{kind}"
+    );
+    let (o, rep) = distill(&b, &["--max-qber", "0.02", "--qber-sample", "0", "--force"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json(&rep)["abort"]["kind"], "phase_error_too_high");
     // E91 under intercept-resend: S ≤ 2, the Bell test aborts, exit 1, no key files.
     let e = d.join("e91");
     sim("e91", "5000000", &["--attack", "intercept-resend:1"], &e);
-    let (o, rep) = distill(&e);
+    let (o, rep) = distill(&e, &[]);
     assert_eq!(o.status.code(), Some(1));
     let r = json(&rep);
-    assert!(r["chsh"]["s"].as_f64().unwrap() <= 2.0 + r["chsh"]["delta"].as_f64().unwrap());
+    fields(&r);
     assert_eq!(r["abort"]["kind"], "bell_test_failed");
     assert!(!e.join("keys/alice.key").exists());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Bell test failed"));
     // Noh09: the counterfactual events feed the same back end; flagged as not proven.
     let n = d.join("noh");
     sim("noh09", "2000000", &["--visibility", "0.99"], &n);
-    let (o, rep) = distill(&n);
+    let (o, rep) = distill(&n, &["--qber-sample", "0.02"]);
+    assert_eq!(o.status.code(), Some(0));
     let r = json(&rep);
-    assert!(r["d2_events"].as_u64().unwrap() > 10_000);
-    assert_eq!(r["key"]["security_proven"], false);
+    fields(&r);
+    assert!(r["sifted_bits"].as_u64().unwrap() > 10_000);
+    assert_eq!(r["security"]["proof"]["security_proven"], false);
+    assert_eq!(r["secure"], false);
     assert!(String::from_utf8_lossy(&o.stdout).contains("NOT security-proven"));
+    // Insecure deterministic randomness: flagged and ε withdrawn, for every protocol.
+    let (o, rep) = distill(&n, &["--insecure-deterministic-rng", "3", "--force"]);
+    assert_eq!(o.status.code(), Some(0));
+    let r = json(&rep);
+    assert_eq!(r["deterministic_rng"], true);
+    assert!(r["epsilon_sec"].is_null() && r["security"]["epsilon_total"].is_null());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT secure"));
     // Kak3: simulated, and refused by distill with a clear message.
     let k = d.join("kak");
     sim("kak3", "20000", &[], &k);
-    let (o, _) = distill(&k);
+    let (o, _) = distill(&k, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not key distribution"));
 }

@@ -8,10 +8,18 @@ use crate::bits::BitVec;
 use crate::error::ProtocolError;
 use crate::ledger::Disclosure;
 
-/// Wire format version.
-pub const WIRE_VERSION: u8 = 1;
+/// Wire format version of every frame (the first byte). Version 2: negotiated handshake,
+/// per-class test errors of any protocol, entangled and post-selection sifting, key
+/// confirmation.
+pub const WIRE_VERSION: u8 = 2;
+/// The lowest session protocol version this build speaks (negotiated in [`Message::Hello`]).
+pub const PROTOCOL_VERSION_MIN: u16 = 2;
+/// The highest session protocol version this build speaks.
+pub const PROTOCOL_VERSION_MAX: u16 = 2;
 /// Largest number of items in one list field (guards allocations from malformed input).
 const MAX_ITEMS: usize = 1 << 28;
+/// Largest number of test classes in an estimation reply.
+const MAX_CLASSES: usize = 16;
 
 /// One parity request: positions `[start, end)` of top-level block `block` of `frame` in
 /// Cascade `pass` (see `error_correction::cascade` for how a pass orders positions).
@@ -32,19 +40,34 @@ pub struct ParityRange {
 /// A classical-channel message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// Alice opens a session: run id, number of slots and her settings (JSON).
+    /// Alice opens a session: the protocol versions she speaks, the protocol, her run id and
+    /// number of slots, and her settings (JSON).
     Hello {
-        /// Run id of Alice's preparation log.
+        /// Lowest session protocol version Alice speaks.
+        version_min: u16,
+        /// Highest session protocol version Alice speaks.
+        version_max: u16,
+        /// QKD protocol name (`bb84`, `e91`, `bbm92`, `noh09`).
+        protocol: String,
+        /// Run id of Alice's log.
         run_id: [u8; 8],
         /// Slots in Alice's log.
         total_slots: u64,
         /// Alice's session settings, JSON.
         settings: String,
     },
-    /// Bob accepts the session.
+    /// Bob accepts the session: the version chosen, his run id, the block size both use (Bob
+    /// resolves `auto` from his detection count) and whether his log needs time
+    /// synchronisation first.
     HelloAck {
-        /// Run id of Bob's detection log.
+        /// Session protocol version chosen (within both ranges).
+        version: u16,
+        /// Run id of Bob's log.
         run_id: [u8; 8],
+        /// Sifted key bits per block for this session.
+        block_bits: u64,
+        /// Bob's log holds raw time tags: synchronise before sifting.
+        needs_sync: bool,
     },
     /// Bob announces detected slots (sorted) and the basis of each (bit 1 = X).
     SiftAnnounce {
@@ -76,12 +99,46 @@ pub enum Message {
         /// Alice's test-basis bits.
         test_bits: BitVec,
     },
-    /// Bob's counts: mismatches in the sample, and test-basis errors per intensity class.
+    /// Bob's counts: mismatches in the sample, and test errors per class (intensity classes
+    /// of BB84, CHSH correlators of E91, the test basis of BBM92; none for Noh09).
     EstimationReply {
         /// Errors in the key-basis sample.
         sample_errors: u64,
-        /// Test-basis errors per class.
-        test_errors: [u64; 3],
+        /// Test errors per class.
+        test_errors: Vec<u64>,
+    },
+    /// Entangled protocols: Bob announces his detected slots (sorted) and the measurement
+    /// setting of each (two bit planes, setting = bit0 | bit1 << 1).
+    CoincidenceAnnounce {
+        /// Detected slots.
+        slots: Vec<u64>,
+        /// Setting bit 0 per slot.
+        setting0: BitVec,
+        /// Setting bit 1 per slot.
+        setting1: BitVec,
+        /// No more detections follow.
+        last: bool,
+    },
+    /// Alice answers: which announced slots she also detected, and her setting at each of them.
+    CoincidenceReply {
+        /// Coincidence per announced slot.
+        matched: BitVec,
+        /// Alice's setting bit 0 per coincidence.
+        setting0: BitVec,
+        /// Alice's setting bit 1 per coincidence.
+        setting1: BitVec,
+    },
+    /// Post-selection (Noh09): Alice announces the slots whose detection pattern gives key.
+    PostselectAnnounce {
+        /// Announced slots.
+        slots: Vec<u64>,
+        /// No more slots follow.
+        last: bool,
+    },
+    /// Bob answers which announced slots both keep.
+    PostselectReply {
+        /// Kept per announced slot.
+        keep: BitVec,
     },
     /// Alice starts Cascade: permutation seed and the block-size schedule.
     CascadeStart {
@@ -155,6 +212,21 @@ pub enum Message {
         /// Seed of n + ℓ − 1 bits.
         seed: BitVec,
     },
+    /// Alice's key confirmation of a block: a 64-bit polynomial hash of the block's key under
+    /// `hash_key`, one-time padded with the last 64 bits of the amplified key (which leave the
+    /// key), so the tag reveals nothing about the key that is kept.
+    KeyConfirm {
+        /// Random hash key.
+        hash_key: u64,
+        /// Padded tag.
+        tag: u64,
+    },
+    /// Bob's answer: his key gives the same tag (the block is committed on both sides) or not
+    /// (discarded on both).
+    KeyConfirmResult {
+        /// Tags equal.
+        ok: bool,
+    },
     /// The sender stops the run.
     Abort {
         /// A security abort (no key) rather than a failure.
@@ -197,6 +269,12 @@ impl Message {
             Message::SiftReply { .. } => "SiftReply",
             Message::EstimationRequest { .. } => "EstimationRequest",
             Message::EstimationReply { .. } => "EstimationReply",
+            Message::CoincidenceAnnounce { .. } => "CoincidenceAnnounce",
+            Message::CoincidenceReply { .. } => "CoincidenceReply",
+            Message::PostselectAnnounce { .. } => "PostselectAnnounce",
+            Message::PostselectReply { .. } => "PostselectReply",
+            Message::KeyConfirm { .. } => "KeyConfirm",
+            Message::KeyConfirmResult { .. } => "KeyConfirmResult",
             Message::CascadeStart { .. } => "CascadeStart",
             Message::CascadeTopQuery { .. } => "CascadeTopQuery",
             Message::ParityQuery { .. } => "ParityQuery",
@@ -219,8 +297,12 @@ impl Message {
     pub fn disclosures(&self) -> Vec<Disclosure> {
         use Disclosure::*;
         match self {
-            Message::Hello { settings, .. } => vec![Control(64 + 64 + 8 * settings.len() as u64)],
-            Message::HelloAck { .. } => vec![Control(64)],
+            Message::Hello {
+                protocol, settings, ..
+            } => vec![Control(
+                32 + 64 + 64 + 8 * (protocol.len() + settings.len()) as u64,
+            )],
+            Message::HelloAck { .. } => vec![Control(16 + 64 + 64 + 1)],
             // Slot indices and one basis bit per detection; the slot list itself is public
             // timing information, counted as sifting disclosure (one bit per slot is a lower
             // bound of no consequence: none of it depends on bit values).
@@ -242,8 +324,34 @@ impl Message {
                 QberSample(sample_bits.len() as u64),
                 TestBasis(test_bits.len() as u64),
             ],
-            // Error counts follow from the bits Alice disclosed and Bob's own bits.
-            Message::EstimationReply { .. } => vec![Control(4 * 64)],
+            // Error counts of the disclosed sample and test bits (neither is key).
+            Message::EstimationReply { test_errors, .. } => {
+                vec![Control(64 + 64 * test_errors.len() as u64)]
+            }
+            // Settings are chosen independently of the outcomes; the slot list is timing.
+            Message::CoincidenceAnnounce {
+                setting0, setting1, ..
+            } => {
+                vec![
+                    Sifting((setting0.len() + setting1.len()) as u64),
+                    Control(1),
+                ]
+            }
+            Message::CoincidenceReply {
+                matched,
+                setting0,
+                setting1,
+            } => vec![Sifting(
+                (matched.len() + setting0.len() + setting1.len()) as u64,
+            )],
+            // Which slots gave the key pattern (one bit per slot); not the bit values.
+            Message::PostselectAnnounce { slots, .. } => {
+                vec![Sifting(slots.len() as u64), Control(1)]
+            }
+            Message::PostselectReply { keep } => vec![Sifting(keep.len() as u64)],
+            // One-time padded with 64 bits that leave the key; the hash key is public.
+            Message::KeyConfirm { .. } => vec![PublicRandomness(64), Confirmation(64)],
+            Message::KeyConfirmResult { .. } => vec![Control(1)],
             Message::CascadeStart { block_sizes, .. } => {
                 vec![
                     PublicRandomness(256),
@@ -251,11 +359,16 @@ impl Message {
                 ]
             }
             Message::CascadeTopQuery { .. } => vec![Control(16)],
-            // Which ranges Bob asks about reveals where his error parities are odd; by the
-            // convention of Brassard–Salvail and of the efficiency literature only Alice's
-            // answers are counted (reference/literature.md §0).
+            // Bob's queries are a function of the public seeds, Alice's parities and the error
+            // parities Bob derives from them; that last part is charged with each reply below.
             Message::ParityQuery { ranges } => vec![Control(ranges.len() as u64)],
-            Message::ParityReply { parities } => vec![ErrorCorrection(parities.len() as u64)],
+            // Alice's parities (λ_EC in the efficiency literature's convention), and for each
+            // of them the one bit of Bob's error parity that his next messages reveal
+            // (bisect or not, left or right): both are subtracted (docs/security.md).
+            Message::ParityReply { parities } => vec![
+                ErrorCorrection(parities.len() as u64),
+                Reply(parities.len() as u64),
+            ],
             Message::CascadeDone => vec![Control(1)],
             // m syndrome bits per frame disclose at most m − p bits about the key when the p
             // punctured columns are independent (untainted puncturing; see
@@ -276,7 +389,8 @@ impl Message {
                 PublicRandomness(256),
                 Control(8 * code.len() as u64 + 32 + 32 * shortened.len() as u64),
             ],
-            Message::LdpcStatus { failed } => vec![Control(failed.len() as u64)],
+            // Whether Bob's decoder converged depends on his key: one bit per frame.
+            Message::LdpcStatus { failed } => vec![Reply(failed.len() as u64)],
             Message::LdpcReveal { values } => vec![ErrorCorrection(values.len() as u64)],
             Message::VerifyTags { keys, tags } => {
                 vec![
@@ -284,7 +398,8 @@ impl Message {
                     Verification(64 * tags.len() as u64),
                 ]
             }
-            Message::VerifyResult { ok } => vec![Control(ok.len() as u64)],
+            // Bob's verdict per frame depends on his key: one bit per frame.
+            Message::VerifyResult { ok } => vec![Reply(ok.len() as u64)],
             Message::AmplifySeed { seed, .. } => {
                 vec![Control(128), PublicRandomness(seed.len() as u64)]
             }
@@ -304,18 +419,32 @@ impl Message {
         w.u8(WIRE_VERSION);
         match self {
             Message::Hello {
+                version_min,
+                version_max,
+                protocol,
                 run_id,
                 total_slots,
                 settings,
             } => {
                 w.u8(1);
+                w.u16(*version_min);
+                w.u16(*version_max);
+                w.bytes(protocol.as_bytes());
                 w.fixed(run_id);
                 w.u64(*total_slots);
                 w.bytes(settings.as_bytes());
             }
-            Message::HelloAck { run_id } => {
+            Message::HelloAck {
+                version,
+                run_id,
+                block_bits,
+                needs_sync,
+            } => {
                 w.u8(2);
+                w.u16(*version);
                 w.fixed(run_id);
+                w.u64(*block_bits);
+                w.u8(u8::from(*needs_sync));
             }
             Message::SiftAnnounce { slots, bases, last } => {
                 w.u8(3);
@@ -351,9 +480,50 @@ impl Message {
             } => {
                 w.u8(6);
                 w.u64(*sample_errors);
+                w.varint(test_errors.len() as u64);
                 for e in test_errors {
                     w.u64(*e);
                 }
+            }
+            Message::CoincidenceAnnounce {
+                slots,
+                setting0,
+                setting1,
+                last,
+            } => {
+                w.u8(20);
+                w.sorted_u64s(slots);
+                w.bits(setting0);
+                w.bits(setting1);
+                w.u8(u8::from(*last));
+            }
+            Message::CoincidenceReply {
+                matched,
+                setting0,
+                setting1,
+            } => {
+                w.u8(21);
+                w.bits(matched);
+                w.bits(setting0);
+                w.bits(setting1);
+            }
+            Message::PostselectAnnounce { slots, last } => {
+                w.u8(22);
+                w.sorted_u64s(slots);
+                w.u8(u8::from(*last));
+            }
+            Message::PostselectReply { keep } => {
+                w.u8(23);
+                w.bits(keep);
+            }
+            Message::KeyConfirm { hash_key, tag } => {
+                w.u8(24);
+                w.u64(*hash_key);
+                w.u64(*tag);
+            }
+            Message::KeyConfirmResult { ok } => {
+                w.u8(25);
+                w.u8(u8::from(*ok));
             }
             Message::CascadeStart {
                 seed,
@@ -500,11 +670,19 @@ impl Message {
         };
         let msg = match tag {
             1 => Message::Hello {
+                version_min: r.u16()?,
+                version_max: r.u16()?,
+                protocol: string(&mut r)?,
                 run_id: r.fixed()?,
                 total_slots: r.u64()?,
                 settings: string(&mut r)?,
             },
-            2 => Message::HelloAck { run_id: r.fixed()? },
+            2 => Message::HelloAck {
+                version: r.u16()?,
+                run_id: r.fixed()?,
+                block_bits: r.u64()?,
+                needs_sync: flag(&mut r)?,
+            },
             3 => Message::SiftAnnounce {
                 slots: r.sorted_u64s()?,
                 bases: r.bits()?,
@@ -521,10 +699,36 @@ impl Message {
                 sample_bits: r.bits()?,
                 test_bits: r.bits()?,
             },
-            6 => Message::EstimationReply {
-                sample_errors: r.u64()?,
-                test_errors: [r.u64()?, r.u64()?, r.u64()?],
+            6 => {
+                let sample_errors = r.u64()?;
+                let n = r.len(MAX_CLASSES.min(r.remaining() / 8), "test classes")?;
+                let test_errors = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                Message::EstimationReply {
+                    sample_errors,
+                    test_errors,
+                }
+            }
+            20 => Message::CoincidenceAnnounce {
+                slots: r.sorted_u64s()?,
+                setting0: r.bits()?,
+                setting1: r.bits()?,
+                last: flag(&mut r)?,
             },
+            21 => Message::CoincidenceReply {
+                matched: r.bits()?,
+                setting0: r.bits()?,
+                setting1: r.bits()?,
+            },
+            22 => Message::PostselectAnnounce {
+                slots: r.sorted_u64s()?,
+                last: flag(&mut r)?,
+            },
+            23 => Message::PostselectReply { keep: r.bits()? },
+            24 => Message::KeyConfirm {
+                hash_key: r.u64()?,
+                tag: r.u64()?,
+            },
+            25 => Message::KeyConfirmResult { ok: flag(&mut r)? },
             7 => {
                 let seed = r.fixed()?;
                 let n = r.len(MAX_ITEMS.min(r.remaining()), "block sizes")?;

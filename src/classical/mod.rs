@@ -132,13 +132,18 @@ pub trait Link: Send + Sync {
     fn open(&self, id: u32) -> Result<ClassicalChannel>;
 }
 
-type Pending = HashMap<
-    u32,
-    (
-        Option<transport::in_memory::InMemoryTransport>,
-        Option<transport::in_memory::InMemoryTransport>,
-    ),
->;
+/// The two ends of every stream not yet opened by both sides, and which sides have closed.
+#[derive(Default)]
+struct Pending {
+    ends: HashMap<
+        u32,
+        (
+            Option<transport::in_memory::InMemoryTransport>,
+            Option<transport::in_memory::InMemoryTransport>,
+        ),
+    >,
+    closed: [bool; 2],
+}
 
 /// An observer of every frame put on the wire: `(side, stream, frame)` with side 0 for Alice
 /// and 1 for Bob. Used by audits that count the disclosed bits independently of the ledger.
@@ -187,7 +192,7 @@ impl InMemoryLink {
 
     /// Two connected links whose sent frames are shown to `tap`.
     pub fn pair_tapped(tap: Option<FrameTap>) -> (InMemoryLink, InMemoryLink) {
-        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending = Arc::new(Mutex::new(Pending::default()));
         (
             InMemoryLink {
                 side: 0,
@@ -203,20 +208,50 @@ impl InMemoryLink {
     }
 }
 
+/// A party whose link end is dropped (its run ended, perhaps before it opened every stream)
+/// closes the streams it never opened, so the peer waiting on one of them sees the channel
+/// closed instead of waiting for ever.
+impl Drop for InMemoryLink {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.closed[self.side] = true;
+        let side = self.side;
+        for e in p.ends.values_mut() {
+            if side == 0 {
+                e.0 = None;
+            } else {
+                e.1 = None;
+            }
+        }
+    }
+}
+
 impl Link for InMemoryLink {
     fn open(&self, id: u32) -> Result<ClassicalChannel> {
-        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(id).or_insert_with(|| {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let peer_closed = p.closed[1 - self.side];
+        let side = self.side;
+        let entry = p.ends.entry(id).or_insert_with(|| {
             let (a, b) = transport::in_memory::pair();
-            (Some(a), Some(b))
+            // The peer is gone: its end is dropped at once, so this end sees it closed.
+            match (peer_closed, side) {
+                (true, 0) => (Some(a), None),
+                (true, _) => (None, Some(b)),
+                _ => (Some(a), Some(b)),
+            }
         });
         let end = if self.side == 0 {
             entry.0.take()
         } else {
             entry.1.take()
         };
-        let end =
-            end.ok_or_else(|| ProtocolError::Malformed(format!("stream {id} opened twice")))?;
+        let end = match end {
+            Some(e) => e,
+            None if peer_closed => return Err(crate::error::TransportError::Closed.into()),
+            None => {
+                return Err(ProtocolError::Malformed(format!("stream {id} opened twice")).into());
+            }
+        };
         Ok(match &self.tap {
             None => ClassicalChannel::new(Box::new(end)),
             Some(tap) => ClassicalChannel::new(Box::new(TappedTransport {

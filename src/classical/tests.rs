@@ -6,11 +6,19 @@ fn samples() -> Vec<Message> {
     let bits = BitVec::from_bools(&[true, false, true, true, false, false, true, false, true]);
     vec![
         Message::Hello {
+            version_min: 2,
+            version_max: 7,
+            protocol: "e91".into(),
             run_id: *b"abcdefgh",
             total_slots: 1 << 40,
             settings: "{\"x\":1}".into(),
         },
-        Message::HelloAck { run_id: [7; 8] },
+        Message::HelloAck {
+            version: 2,
+            run_id: [7; 8],
+            block_bits: 1 << 20,
+            needs_sync: true,
+        },
         Message::SiftAnnounce {
             slots: vec![0, 5, 5000, u64::MAX / 2],
             bases: BitVec::from_bools(&[true, false, true, true]),
@@ -29,8 +37,35 @@ fn samples() -> Vec<Message> {
         },
         Message::EstimationReply {
             sample_errors: 3,
-            test_errors: [1, 2, u64::MAX],
+            test_errors: vec![1, 2, u64::MAX],
         },
+        Message::EstimationReply {
+            sample_errors: 0,
+            test_errors: vec![],
+        },
+        Message::CoincidenceAnnounce {
+            slots: vec![3, 9, 27],
+            setting0: BitVec::from_bools(&[true, false, true]),
+            setting1: BitVec::from_bools(&[false, true, false]),
+            last: false,
+        },
+        Message::CoincidenceReply {
+            matched: BitVec::from_bools(&[true, false, true]),
+            setting0: BitVec::zeros(2),
+            setting1: BitVec::ones(2),
+        },
+        Message::PostselectAnnounce {
+            slots: vec![1, 2, 1 << 50],
+            last: true,
+        },
+        Message::PostselectReply {
+            keep: BitVec::from_bools(&[true, true, false]),
+        },
+        Message::KeyConfirm {
+            hash_key: 5,
+            tag: u64::MAX,
+        },
+        Message::KeyConfirmResult { ok: true },
         Message::CascadeStart {
             seed: [1; 32],
             block_sizes: vec![37, 74, 148, 296],
@@ -124,10 +159,14 @@ fn disclosures_count_the_disclosed_bits() {
         }
     }
     assert_eq!(l.error_correction_bits, 9 + 2 * (200 - 64) + 5); // parities, syndromes − punctured, reveals
+    // Bob's key-dependent replies: an error parity per parity, a status per frame, a verdict
+    // per frame.
+    assert_eq!(l.reply_bits, 9 + 2 + 2);
     assert_eq!(l.verification_bits, 128); // two 64-bit tags
+    assert_eq!(l.confirmation_bits, 64); // padded, not subtracted
     assert_eq!(l.qber_sample_bits, 9);
     assert_eq!(l.test_basis_bits, 70);
-    assert_eq!(l.subtracted(), 9 + 272 + 5 + 128);
+    assert_eq!(l.subtracted(), 9 + 272 + 5 + 13 + 128);
 }
 
 #[test]
@@ -146,6 +185,7 @@ fn channel_records_disclosure_on_both_sides_and_relays_aborts() {
     assert_eq!(b.recv(&mut lb).unwrap(), m);
     assert_eq!(la, lb);
     assert_eq!(la.error_correction_bits, 17);
+    assert_eq!(la.reply_bits, 17);
     assert_eq!(a.stats().bytes_sent, b.stats().bytes_received);
     a.abort(&crate::error::Error::Aborted(
         crate::error::AbortReason::PeerAborted {

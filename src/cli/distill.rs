@@ -6,6 +6,8 @@ use qkd_distill::config::{DistillSettings, ReconciliationMethod};
 use qkd_distill::engine::{DistillOptions, DistillReport, RunOutcome, distill};
 use qkd_distill::error::Result;
 use qkd_distill::kernels::Kernels;
+use qkd_distill::monitors::MonitorState;
+use qkd_distill::protocols::ProtocolKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,8 +15,8 @@ use std::sync::Arc;
 #[derive(Args, Clone, Debug)]
 pub struct SettingsArgs {
     /// Sifted key bits per block: the unit of the finite-key bound and of privacy
-    /// amplification (1024 … 2^30), or `auto` (from the input size: 2^20 … 2^27 bits, at least
-    /// two blocks when the data allows).
+    /// amplification (1024 … 2^30), or `auto` (the whole input as one block, rounded up to a
+    /// power of two between 2^20 and 2^27 bits; larger inputs are cut into 2^27-bit blocks).
     #[arg(long, visible_alias = "block-bits", default_value = "auto", value_parser = parse_block_bits)]
     pub pa_block_bits: u64,
     /// Error-correction frame length in bits.
@@ -148,139 +150,7 @@ pub struct DistillArgs {
     pub sync_window_slots: Option<u64>,
 }
 
-/// Entanglement-based, counterfactual and three-stage runs: Alice's file is a `.qdl` log.
-fn run_other(a: &DistillArgs) -> Result<Option<u8>> {
-    use qkd_distill::protocols::{entangled, noh09};
-    let mut magic = [0u8; 8];
-    {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&a.alice)
-            .map_err(|e| qkd_distill::error::Error::io(&a.alice, e))?;
-        if f.read_exact(&mut magic).is_err() || &magic[1..4] != b"QDL" {
-            return Ok(None);
-        }
-    }
-    let log = qkd_distill::io::DetectionLog::open(&a.alice)?;
-    let proto = qkd_distill::protocols::protocol_of(log.meta()).unwrap_or_default();
-    let s = a.settings.settings()?;
-    let seed = a.settings.insecure_deterministic_rng.unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        let _ = getrandom_fill(&mut b);
-        u64::from_le_bytes(b)
-    });
-    let (value, abort, bits): (serde_json::Value, Option<String>, u64) = match proto.as_str() {
-        "e91" | "bbm92" => {
-            let r = entangled::distill(
-                &a.alice,
-                &a.bob,
-                s.epsilon_sec,
-                s.epsilon_cor,
-                &a.out,
-                a.force,
-                seed,
-            )?;
-            if !a.json {
-                println!(
-                    "distilled {} run: {} coincidences, {} key pairs",
-                    r.protocol, r.coincidences, r.key_pairs
-                );
-                if let Some(c) = &r.chsh {
-                    println!(
-                        "  CHSH              S = {:.4} ± {:.4} (lower bound {:.4}, ε = {:.1e})",
-                        c.s, c.delta, c.lower_bound, c.epsilon
-                    );
-                }
-                if let Some(e) = r.phase_error {
-                    println!(
-                        "  phase error       {:.2} % on {} test pairs",
-                        100.0 * e,
-                        r.test_pairs
-                    );
-                }
-            }
-            let bits = written_bits(r.key.as_ref(), r.key_files.is_some());
-            (
-                serde_json::to_value(&r).expect("serializes"),
-                r.abort.as_ref().map(|x| x.to_string()),
-                bits,
-            )
-        }
-        "noh09" => {
-            let r = noh09::distill(
-                &a.alice,
-                &a.bob,
-                s.epsilon_sec,
-                s.epsilon_cor,
-                &a.out,
-                a.force,
-                seed,
-            )?;
-            if !a.json {
-                println!(
-                    "distilled noh09 run: {} counterfactual (D2) events",
-                    r.d2_events
-                );
-                println!("  WARNING           {}", r.security);
-            }
-            let bits = written_bits(r.key.as_ref(), r.key_files.is_some());
-            (
-                serde_json::to_value(&r).expect("serializes"),
-                r.abort.as_ref().map(|x| x.to_string()),
-                bits,
-            )
-        }
-        "kak3" => return Err(qkd_distill::protocols::refuse_kak3(&a.alice)),
-        other => {
-            return Err(qkd_distill::error::ConfigError::invalid(
-                "alice",
-                format!(
-                    "{}: a detection log ({other}) where a preparation log (.qpl) or an entangled/counterfactual run was expected",
-                    a.alice.display()
-                ),
-            )
-            .into());
-        }
-    };
-    if let Some(p) = &a.report {
-        write_json(p, &value)?;
-    }
-    if a.json {
-        print_json(&value);
-    } else if let Some(k) = value.get("key").filter(|k| !k.is_null()) {
-        println!(
-            "  key               {} secret bits (QBER {:.2} %, {} bits disclosed by Cascade); bound: {}",
-            k["secret_bits"],
-            100.0 * k["qber"].as_f64().unwrap_or(0.0),
-            k["error_correction_bits"],
-            k["bound"].as_str().unwrap_or("")
-        );
-    }
-    Ok(Some(match abort {
-        Some(reason) => {
-            if !a.json {
-                println!("  ABORTED           {reason} — no key bits were produced");
-            }
-            1
-        }
-        None if bits > 0 => 0,
-        None => 1,
-    }))
-}
-
-/// Secret bits actually written (0 when no key file was made).
-fn written_bits(key: Option<&qkd_distill::protocols::KeyReport>, written: bool) -> u64 {
-    key.filter(|_| written).map_or(0, |k| k.secret_bits)
-}
-
-fn getrandom_fill(b: &mut [u8]) -> std::result::Result<(), ()> {
-    use rand::TryRng;
-    rand::rngs::SysRng.try_fill_bytes(b).map_err(|_| ())
-}
-
 pub fn run(a: DistillArgs) -> Result<u8> {
-    if let Some(code) = run_other(&a)? {
-        return Ok(code);
-    }
     let opts = DistillOptions {
         settings: a.settings.settings()?,
         out_dir: a.out.clone(),
@@ -332,7 +202,8 @@ impl Drop for TempFile {
 pub fn print_summary(r: &DistillReport) {
     let pct = |x: f64| format!("{:.2} %", 100.0 * x);
     println!(
-        "distilled run {} ({} slots)",
+        "distilled {} run {} ({} slots)",
+        r.protocol.name(),
         r.run_id,
         thousands(r.total_slots)
     );
@@ -342,38 +213,67 @@ pub fn print_summary(r: &DistillReport) {
         thousands(r.settings.block_bits)
     );
     println!("  sifted key bits   {}", thousands(r.sifted_bits));
-    let test_qber = r
-        .blocks
-        .iter()
-        .map(|b| b.test_qber * b.sifted_test_bits as f64)
-        .sum::<f64>()
-        / r.blocks
+    let tested: f64 = r.blocks.iter().map(|b| b.sifted_test_bits as f64).sum();
+    if r.protocol == ProtocolKind::Bb84 {
+        let test_qber = r
+            .blocks
             .iter()
-            .map(|b| b.sifted_test_bits as f64)
+            .map(|b| b.test_qber * b.sifted_test_bits as f64)
             .sum::<f64>()
-            .max(1.0);
-    println!(
-        "  QBER              {} key basis (corrected), {} test basis",
-        pct(r.qber),
-        pct(test_qber)
-    );
-    let f: Vec<f64> = r
+            / tested.max(1.0);
+        println!(
+            "  QBER              {} key basis (corrected), {} test basis",
+            pct(r.qber),
+            pct(test_qber)
+        );
+    } else {
+        println!("  QBER              {} (corrected)", pct(r.qber));
+    }
+    for b in &r.blocks {
+        if let Some(c) = &b.chsh {
+            println!(
+                "  CHSH (block {})    S = {:.4} ± {:.4} (lower bound {:.4}, ε = {:.1e})",
+                b.id, c.s, c.delta, c.lower_bound, c.epsilon
+            );
+        }
+        if let Some(p) = &b.phase_error {
+            println!(
+                "  phase error       {} on {} bits (bound {} with μ = {:.4})",
+                pct(p.observed),
+                thousands(p.bits),
+                pct(p.bound),
+                p.mu
+            );
+        }
+    }
+    let f: Vec<(f64, f64)> = r
         .blocks
         .iter()
-        .filter_map(|b| b.error_correction.as_ref().and_then(|e| e.efficiency))
+        .filter_map(|b| {
+            let e = b.error_correction.as_ref()?;
+            Some((e.efficiency?, e.efficiency_charged?))
+        })
         .collect();
+    let method = r
+        .blocks
+        .iter()
+        .find_map(|b| b.error_correction.as_ref().map(|e| e.method.clone()))
+        .unwrap_or_else(|| r.settings.reconciliation_name().to_string());
     let f_txt = if f.is_empty() {
         String::new()
     } else {
+        let n = f.len() as f64;
         format!(
-            ", Cascade f = {:.3}",
-            f.iter().sum::<f64>() / f.len() as f64
+            ", {method} f = {:.3} (Alice's messages), {:.3} charged",
+            f.iter().map(|x| x.0).sum::<f64>() / n,
+            f.iter().map(|x| x.1).sum::<f64>() / n
         )
     };
     println!(
-        "  disclosed         {} bits subtracted (error correction {}, verification {}{f_txt})",
+        "  disclosed         {} bits subtracted (error correction {}, Bob's replies {}, verification {}{f_txt})",
         thousands(r.leaked_bits),
         thousands(r.ledger.error_correction_bits),
+        thousands(r.ledger.reply_bits),
         thousands(r.ledger.verification_bits)
     );
     println!(
@@ -385,18 +285,22 @@ pub fn print_summary(r: &DistillReport) {
         r.elapsed_s,
         rate(r.sifted_bits_per_s)
     );
+    let eps = |x: Option<f64>| x.map_or_else(|| "withdrawn".to_string(), |v| format!("{v:e}"));
     match r.outcome {
         RunOutcome::Key => {
             println!(
-                "  secret key        {} bits ({:.1} % of sifted), ε_sec = {:e}, ε_cor = {:e}",
+                "  secret key        {} bits ({:.1} % of sifted), ε_sec = {}, ε_cor = {} for the {} block(s) ({:e} / {:e} per block)",
                 thousands(r.secret_bits),
                 100.0 * r.secret_bits as f64 / r.sifted_bits.max(1) as f64,
-                r.epsilon_sec,
-                r.epsilon_cor
+                eps(r.epsilon_sec),
+                eps(r.epsilon_cor),
+                r.blocks_ok,
+                r.epsilon_sec_per_block,
+                r.epsilon_cor_per_block
             );
             if let Some(k) = &r.key_files {
                 println!(
-                    "  key files         {} and {} (identical, {} bytes each)",
+                    "  key files         {} and {} (confirmed block by block, {} bytes each)",
                     k.alice.display(),
                     k.bob.display(),
                     thousands(r.secret_bits / 8)
@@ -412,12 +316,23 @@ pub fn print_summary(r: &DistillReport) {
             r.abort_reason.as_deref().unwrap_or("")
         ),
     }
+    println!("  proof             {}", r.security.proof.reference);
     for a in &r.alarms {
         println!("  ALARM             {a}");
     }
-    if r.deterministic_rng {
+    let skipped: Vec<&str> = r
+        .monitors
+        .iter()
+        .filter(|m| m.state == MonitorState::Skipped)
+        .map(|m| m.monitor.as_str())
+        .collect();
+    if !skipped.is_empty() {
         println!(
-            "  WARNING           deterministic protocol randomness (--insecure-deterministic-rng): test use only"
+            "  monitors skipped  {} (see the report's `monitors`)",
+            skipped.join(", ")
         );
+    }
+    for w in &r.warnings {
+        println!("  WARNING           {w}");
     }
 }

@@ -423,12 +423,79 @@ impl DetectionLog {
         Ok(recs)
     }
 
+    /// The records of block `i` without verification (for readers that verified it once with
+    /// [`DetectionLog::block`]).
+    pub fn block_trusted(&self, i: usize) -> Records<'_> {
+        let bi = self.blocks[i];
+        let off = bi.offset as usize + BLOCK_HEADER_LEN;
+        Records {
+            bytes: &self.bytes[off..off + bi.n_records as usize * RECORD_LEN],
+        }
+    }
+
+    /// Byte offset of record `r` of block `b`.
+    pub fn record_offset(&self, b: usize, r: usize) -> u64 {
+        self.blocks[b].offset + (BLOCK_HEADER_LEN + r * RECORD_LEN) as u64
+    }
+
     /// Verify every block.
     pub fn verify_all(&self) -> Result<()> {
         for i in 0..self.blocks.len() {
             self.block(i)?;
         }
         Ok(())
+    }
+}
+
+/// Reads a log's records in order, verifying each block's checksum once when it is entered.
+pub struct RecordCursor {
+    log: std::sync::Arc<DetectionLog>,
+    block: usize,
+    record: usize,
+    verified: Option<usize>,
+}
+
+impl RecordCursor {
+    /// A cursor at the first record of `log`.
+    pub fn new(log: std::sync::Arc<DetectionLog>) -> Self {
+        RecordCursor {
+            log,
+            block: 0,
+            record: 0,
+            verified: None,
+        }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &DetectionLog {
+        &self.log
+    }
+
+    /// The next record and its byte offset, without consuming it.
+    pub fn peek(&mut self) -> Result<Option<(Record, u64)>> {
+        while self.block < self.log.blocks().len() {
+            if self.verified != Some(self.block) {
+                self.log.block(self.block)?;
+                self.verified = Some(self.block);
+            }
+            let recs = self.log.block_trusted(self.block);
+            if self.record < recs.len() {
+                let off = self.log.record_offset(self.block, self.record);
+                return Ok(Some((recs.get(self.record), off)));
+            }
+            self.block += 1;
+            self.record = 0;
+        }
+        Ok(None)
+    }
+
+    /// The next record and its byte offset.
+    pub fn next_record(&mut self) -> Result<Option<(Record, u64)>> {
+        let r = self.peek()?;
+        if r.is_some() {
+            self.record += 1;
+        }
+        Ok(r)
     }
 }
 

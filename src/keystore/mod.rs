@@ -1,51 +1,41 @@
-//! Key storage: the final key of a run, block after block, in one file per party.
+//! Key storage: where a party's pipeline puts each confirmed block key ([`KeySink`]).
 //!
-//! The file is written as `NAME.partial` (mode 0600, unbuffered) and renamed into place only
-//! when the run completed without a security abort and both parties' keys agree; otherwise
-//! it is removed, so an aborted run leaves no key bits behind. An existing key file is never
+//! [`KeyFile`] is the batch store: the run's key, block after block, in one file per party,
+//! written as `NAME.partial` (mode 0600, unbuffered) and renamed into place only when the run
+//! completed without a security abort and both parties confirmed every block; otherwise it is
+//! removed, so an aborted run leaves no key bits behind. An existing key file is never
 //! overwritten unless asked. Keys are raw bytes: bit i of the key is bit i mod 8 of byte i/8.
 
-use crate::block::{Block, BlockReport, SecretKey};
+use crate::block::SecretKey;
 use crate::error::Result;
 use crate::io::AtomicFile;
 use std::path::{Path, PathBuf};
 
-/// Collects a party's secret blocks.
-pub struct KeySink {
-    file: AtomicFile,
-    digest: blake3::Hasher,
-    /// Reports of all blocks, in order.
-    pub reports: Vec<BlockReport>,
-    /// Secret bits written.
-    pub secret_bits: u64,
+/// Where a party's confirmed block keys go. Called in block order, only for blocks with key,
+/// only after both parties confirmed the block.
+pub trait KeySink: Send + 'static {
+    /// Store the key of `block`.
+    fn append(&mut self, block: u64, key: &SecretKey) -> Result<()>;
 }
 
-impl KeySink {
+/// A party's key file.
+pub struct KeyFile {
+    file: AtomicFile,
+    secret_bits: u64,
+}
+
+impl KeyFile {
     /// Start writing the key file `path`.
-    pub fn create(path: &Path, overwrite: bool) -> Result<KeySink> {
-        Ok(KeySink {
+    pub fn create(path: &Path, overwrite: bool) -> Result<KeyFile> {
+        Ok(KeyFile {
             file: AtomicFile::create(path, overwrite, true)?,
-            digest: blake3::Hasher::new(),
-            reports: Vec::new(),
             secret_bits: 0,
         })
     }
 
-    /// Append one block's key and keep its report.
-    pub fn push(&mut self, block: Block<SecretKey>) -> Result<()> {
-        let bytes = block.key.as_bytes();
-        self.file.write_all(bytes)?;
-        self.digest.update(bytes);
-        self.secret_bits += bytes.len() as u64 * 8;
-        let mut report = block.report.clone();
-        report.ledger = block.ledger;
-        self.reports.push(report);
-        Ok(())
-    }
-
-    /// Digest of the key written so far (to compare the parties' keys without revealing them).
-    pub fn digest(&self) -> [u8; 32] {
-        *self.digest.finalize().as_bytes()
+    /// Secret bits written so far.
+    pub fn secret_bits(&self) -> u64 {
+        self.secret_bits
     }
 
     /// Make the key file visible.
@@ -56,5 +46,14 @@ impl KeySink {
     /// The key file's final path.
     pub fn path(&self) -> &Path {
         self.file.target()
+    }
+}
+
+impl KeySink for KeyFile {
+    fn append(&mut self, _block: u64, key: &SecretKey) -> Result<()> {
+        let bytes = key.as_bytes();
+        self.file.write_all(bytes)?;
+        self.secret_bits += bytes.len() as u64 * 8;
+        Ok(())
     }
 }

@@ -104,8 +104,11 @@ fn no_monitor_fires_on_honest_links_at_1000_seeds() {
                 cross_basis_clicks: cross,
             };
             let a = check_block(&s, &cal);
-            assert!(a.is_empty(), "{km} km seed {seed}: {a:?}");
-            alarms += a.len();
+            assert!(a.alarms.is_empty(), "{km} km seed {seed}: {a:?}");
+            // Every block monitor says whether it ran; the decoy test always has the data.
+            assert_eq!(a.status.len(), BLOCK_MONITORS.len());
+            assert_eq!(a.status[0].state, MonitorState::Ran, "{:?}", a.status);
+            alarms += a.alarms.len();
             seeds += 1;
         }
     }
@@ -120,8 +123,83 @@ fn watchdog_counts_against_dark_counts() {
             .unwrap()
             .clone()
     };
-    assert!(check_watchdog(&m(1)).is_empty());
-    assert!(check_watchdog(&m(6)).is_empty());
-    assert_eq!(check_watchdog(&m(40))[0].monitor, "watchdog");
-    assert!(check_watchdog(&serde_json::Map::new()).is_empty());
+    let p = Path::new("alice.qpl");
+    let w = |meta| check_watchdog(p, &meta).unwrap();
+    assert!(w(m(1)).alarms.is_empty());
+    assert!(w(m(6)).alarms.is_empty());
+    assert_eq!(w(m(40)).alarms[0].monitor, "watchdog");
+    let none = w(serde_json::Map::new());
+    assert!(none.alarms.is_empty());
+    assert_eq!(none.status[0].state, MonitorState::Skipped);
+    // A malformed entry is an error naming the file and the field, not a silent skip.
+    let bad = serde_json::json!({"watchdog": {"slots": 1e8, "counts": "many", "dark_prob": 1e-8}});
+    let e = check_watchdog(p, bad.as_object().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("alice.qpl") && e.contains("watchdog.counts"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_calibration_that_does_not_parse_is_an_error_naming_file_and_field() {
+    let p = Path::new("bob.qdl");
+    let meta = |v: serde_json::Value| {
+        serde_json::json!({ "calibration": v })
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    // Before: any parse failure silently became the default calibration (monitors off).
+    for (v, field) in [
+        (serde_json::json!({"misalignment": "0.01"}), "calibration"),
+        (
+            serde_json::json!({"misalignment": 2.0}),
+            "calibration.misalignment",
+        ),
+        (
+            serde_json::json!({"detector_efficiency": [0.5, 0.5]}),
+            "calibration.detector_efficiency",
+        ),
+        (serde_json::json!({"jitter": 30}), "calibration"),
+    ] {
+        let e = Calibration::from_meta(p, &meta(v)).unwrap_err().to_string();
+        assert!(e.contains("bob.qdl") && e.contains(field), "{e}");
+    }
+    assert_eq!(
+        Calibration::from_meta(p, &serde_json::Map::new()).unwrap(),
+        None
+    );
+    let ok = Calibration::from_meta(
+        p,
+        &meta(serde_json::json!({"misalignment": 0.01, "jitter_ps": null})),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(ok.misalignment, Some(0.01));
+}
+
+#[test]
+fn block_monitors_say_why_they_skip() {
+    let d = DecoyParams::default();
+    let c = DecoyCounts::default();
+    let s = BlockStats {
+        decoy: &d,
+        counts: &c,
+        sample: (0, 0),
+        slots: 1000,
+        detector_clicks: [0; 4],
+        arm_slots: [0; 2],
+        cross_basis_clicks: 0,
+    };
+    let r = check_block(&s, &Calibration::default());
+    assert_eq!(r.status.len(), BLOCK_MONITORS.len());
+    assert!(
+        r.status
+            .iter()
+            .all(|m| m.state == MonitorState::Skipped && m.reason.is_some())
+    );
+    let sum = summarize(&r.status);
+    assert!(sum.iter().all(|m| m.skipped == 1 && m.ran == 0));
 }

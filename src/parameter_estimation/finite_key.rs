@@ -31,12 +31,12 @@
 use crate::protocol::{DecoyParams, INTENSITY_CLASSES};
 use serde::{Deserialize, Serialize};
 
-/// Binary entropy h(x) in bits; h(x) = 1 for x ≥ ½.
+/// Binary entropy h(x) = −x log₂ x − (1 − x) log₂(1 − x) in bits, on the whole of [0, 1]
+/// (symmetric about ½; 0 outside (0, 1)). Callers that need an error rate capped at ½ (phase
+/// errors) cap it themselves.
 pub fn binary_entropy(x: f64) -> f64 {
-    if x <= 0.0 {
+    if !(x > 0.0 && x < 1.0) {
         0.0
-    } else if x >= 0.5 {
-        1.0
     } else {
         -x * x.log2() - (1.0 - x) * (1.0 - x).log2()
     }
@@ -170,14 +170,17 @@ pub fn verification_cost(tag_bits: u64, eps_cor: f64) -> f64 {
 }
 
 /// Secret length ℓ = ⌊entropy_bound − λ_EC − verification − discarded⌋, or 0 when negative.
+/// `entropy_bound` is the block's bound before disclosure (any protocol's
+/// [`crate::protocols::KeyBound`]); `leak_ec` everything charged for error correction (Alice's
+/// messages and Bob's key-dependent replies).
 pub fn secret_length(
-    b: &FiniteKeyBounds,
+    entropy_bound: f64,
     leak_ec: u64,
     tag_bits: u64,
     discarded_bits: u64,
     eps_cor: f64,
 ) -> u64 {
-    let l = b.entropy_bound
+    let l = entropy_bound
         - leak_ec as f64
         - verification_cost(tag_bits, eps_cor)
         - discarded_bits as f64;
@@ -223,6 +226,11 @@ mod tests {
         assert_eq!(binary_entropy(0.5), 1.0);
         assert!((binary_entropy(0.11) - 0.4999).abs() < 1e-3);
         assert!((binary_entropy(0.02) - 0.1414).abs() < 1e-3);
+        // The whole interval: h is symmetric about ½ (the device-independent E91 term
+        // evaluates h above ½; a cap at ½ made that rate always 0).
+        assert!((binary_entropy(0.9) - binary_entropy(0.1)).abs() < 1e-12);
+        assert!((binary_entropy(0.9598) - 0.2432).abs() < 1e-3);
+        assert_eq!(binary_entropy(1.0), 0.0);
     }
 
     #[test]
@@ -272,16 +280,16 @@ mod tests {
         let d = DecoyParams::default();
         let (c, ..) = model_counts(&d, 1e10, 0.1, 1e-6, 0.01);
         let b = bounds(&d, &c, 1e-10);
-        let l0 = secret_length(&b, 0, 0, 0, 1e-15);
+        let l0 = secret_length(b.entropy_bound, 0, 0, 0, 1e-15);
         // With no tag sent, the verification term is log2(2/ε_cor) ≈ 50.8 bits.
         assert_eq!(
             l0,
             (b.entropy_bound - (2.0f64 / 1e-15).log2()).floor() as u64
         );
         assert_eq!(
-            secret_length(&b, 1000, 128, 64, 1e-15),
+            secret_length(b.entropy_bound, 1000, 128, 64, 1e-15),
             (b.entropy_bound - 1192.0).floor() as u64
         );
-        assert_eq!(secret_length(&b, u64::MAX / 2, 0, 0, 1e-15), 0);
+        assert_eq!(secret_length(b.entropy_bound, u64::MAX / 2, 0, 0, 1e-15), 0);
     }
 }

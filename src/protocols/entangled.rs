@@ -12,28 +12,42 @@
 //! (0 or π/4) × (±π/8) the CHSH value S = E(0, π/8) + E(0, −π/8) + E(π/4, π/8) − E(π/4, −π/8)
 //! = 2√2·V. BBM92: both {0, π/4} (the BB84 bases); 0/0 gives key, π/4/π/4 the phase error.
 //!
-//! **Bounds.** BBM92 with trusted devices: Tomamichel et al. 2012 ([`super::tomamichel_length`]).
-//! E91: the device-independent rate r = 1 − h(Q) − h((1 + √((S/2)² − 1))/2) of Acín, Brunner,
-//! Gisin, Massar, Pironio, Scarani, PRL 98, 230501 (2007) (collective attacks, asymptotic),
-//! evaluated with S's finite-size lower bound (Hoeffding per correlator, one-sided, union over
-//! the four terms: δ_S = Σ √(2 ln(4/ε)/m_xy)) and the bits disclosed by error correction in
-//! place of n·h(Q). That is not a finite-key device-independent proof (which needs the entropy
-//! accumulation theorem, Arnon-Friedman et al., Nat. Commun. 9, 459 (2018)), so such keys are
-//! reported with `security_proven = false`. The run aborts when S's lower bound is not above 2.
+//! **Sifting** ([`BobSifting`], [`AliceSifting`]): Bob announces his detected slots and
+//! settings; Alice answers which of them she detected too and her settings there; each keeps
+//! its own outcomes of the coincidences, sorted by [`Variant::pair_use`] into key and test bits.
+//!
+//! **Bounds** ([`assess`]). BBM92 with trusted devices: Tomamichel et al. 2012
+//! ([`super::phase_error_entropy`]). E91: the device-independent rate
+//! r = 1 − h(Q) − h((1 + √((S/2)² − 1))/2) of Acín, Brunner, Gisin, Massar, Pironio, Scarani,
+//! PRL 98, 230501 (2007) (collective attacks, asymptotic), evaluated with S's finite-size lower
+//! bound (Hoeffding per correlator, one-sided, union over the four terms:
+//! δ_S = Σ √(2 ln(4/ε_S)/m_xy), ε_S = ε_sec/2) and the bits disclosed by error correction in
+//! place of n·h(Q); key only from Alice 0 / Bob 0. That is not a finite-key device-independent
+//! proof (which needs the entropy accumulation theorem, Arnon-Friedman et al., Nat. Commun. 9,
+//! 459 (2018)), so such keys are reported as not security-proven. A block aborts when S's lower
+//! bound is not above 2.
 
 use super::{
-    Bound, KeyReport, PartyLog, finish_keys, read_all, run_id_of, tomamichel_length,
+    KeyBound, PartyLog, Proof, ProtocolKind, phase_error_entropy, run_id_of, tomamichel_mu,
     write_party_log,
 };
 use crate::bits::BitVec;
-use crate::error::{AbortReason, ConfigError, Error, Result};
+use crate::block::{BlockReport, ChshReport, PhaseErrorReport};
+use crate::classical::{Message, unexpected};
+use crate::error::{AbortReason, ConfigError, Error, FormatError, ProtocolError, Result};
 use crate::io::DetectionLog;
-use crate::io::detection_log::Record;
-use rand::{Rng, RngExt, SeedableRng};
+use crate::io::detection_log::{Record, RecordCursor, RecordKind};
+use crate::parameter_estimation::finite_key::binary_entropy;
+use crate::parameter_estimation::{Assessed, Estimation, MIN_ABORT_SAMPLE};
+use crate::progress::Progress;
+use crate::sifting::{ChunkInfo, ClassPlanes, SiftContext, SiftRound, SiftedBits, SiftingSide};
+use crate::sim::deviates::{poisson, unit};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// E91 or BBM92.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,21 +165,6 @@ pub struct EntangledSummary {
     pub files: Vec<PathBuf>,
 }
 
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
-    let (mut k, mut p, u) = (0u32, (-lambda).exp(), unit(rng));
-    let mut cdf = p;
-    while u > cdf && k < 100 {
-        k += 1;
-        p *= lambda / f64::from(k);
-        cdf += p;
-    }
-    k
-}
-
 /// Simulate `slots` slots; writes `alice.qdl`, `bob.qdl` and `link.json` into `out`.
 pub fn simulate(
     p: &EntangledParams,
@@ -281,333 +280,489 @@ pub fn simulate(
     Ok(summary)
 }
 
-/// The CHSH estimate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Chsh {
-    /// S.
-    pub s: f64,
-    /// Lower confidence bound S − δ_S.
-    pub lower_bound: f64,
-    /// δ_S.
-    pub delta: f64,
-    /// Correlators E(0,π/8), E(0,−π/8), E(π/4,π/8), E(π/4,−π/8) and their pair counts.
-    pub correlators: [(f64, u64); 4],
-    /// Confidence parameter of the bound.
-    pub epsilon: f64,
+/// How a coincidence with settings (Alice's, Bob's) is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairUse {
+    /// A key pair.
+    Key,
+    /// A test pair of class `c` (E91: correlator 0…3; BBM92: 0).
+    Test(u8),
+    /// Discarded.
+    Discard,
 }
 
-/// The result of an entanglement-based distillation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EntangledReport {
-    /// Protocol.
-    pub protocol: String,
-    /// Slots with clicks on both sides.
-    pub coincidences: u64,
-    /// Key pairs (equal angles / the key basis).
-    pub key_pairs: u64,
-    /// The Bell test (E91).
-    pub chsh: Option<Chsh>,
-    /// Phase error from the test basis (BBM92).
-    pub phase_error: Option<f64>,
-    /// Test pairs (BBM92).
-    pub test_pairs: u64,
-    /// Key-pair sample disclosed for the error rate: (bits, errors).
-    pub qber_sample: (u64, u64),
-    /// Reconciliation, verification and amplification.
-    pub key: Option<KeyReport>,
-    /// Security abort.
-    pub abort: Option<AbortReason>,
-    /// Key files.
-    pub key_files: Option<(PathBuf, PathBuf)>,
+impl Variant {
+    /// The use of a coincidence. E91: key only from Alice 0 / Bob 0 (the settings Acín et al.
+    /// 2007 cover: Alice's key setting is one of her CHSH settings); CHSH correlators (0, π/8),
+    /// (0, −π/8), (π/4, π/8), (π/4, −π/8) are test classes 0…3; Alice's π/8 setting is
+    /// discarded. BBM92: key from 0/0, test from π/4/π/4.
+    pub fn pair_use(self, sa: u8, sb: u8) -> PairUse {
+        match (self, sa, sb) {
+            (_, 0, 0) => PairUse::Key,
+            (Variant::E91, 0, 1) => PairUse::Test(0),
+            (Variant::E91, 0, 2) => PairUse::Test(1),
+            (Variant::E91, 2, 1) => PairUse::Test(2),
+            (Variant::E91, 2, 2) => PairUse::Test(3),
+            (Variant::Bbm92, 1, 1) => PairUse::Test(0),
+            _ => PairUse::Discard,
+        }
+    }
+
+    /// The variant of a protocol.
+    pub fn of(p: ProtocolKind) -> Option<Variant> {
+        match p {
+            ProtocolKind::E91 => Some(Variant::E91),
+            ProtocolKind::Bbm92 => Some(Variant::Bbm92),
+            _ => None,
+        }
+    }
 }
 
-/// Distill Alice's and Bob's entanglement logs.
-pub fn distill(
-    alice: &Path,
-    bob: &Path,
-    eps_sec: f64,
-    eps_cor: f64,
-    out: &Path,
-    overwrite: bool,
-    seed: u64,
-) -> Result<EntangledReport> {
-    let (la, lb) = (DetectionLog::open(alice)?, DetectionLog::open(bob)?);
-    if la.header().run_id != lb.header().run_id {
-        return Err(ConfigError::Mismatch(format!(
-            "mismatched logs: {} and {} are from different runs",
-            alice.display(),
-            bob.display()
-        ))
-        .into());
+/// A party's detections of an entangled log, one per slot: (slot, setting, outcome).
+struct Detections {
+    cursor: RecordCursor,
+    settings: u8,
+    prev: Option<i64>,
+}
+
+impl Detections {
+    fn new(log: Arc<DetectionLog>) -> Result<Self> {
+        let settings = log
+            .meta()
+            .extra
+            .get("angles")
+            .and_then(|v| v.as_array())
+            .map(|a| a.len())
+            .filter(|&n| (1..=4).contains(&n))
+            .ok_or_else(|| FormatError::Metadata {
+                path: log.path().to_path_buf(),
+                offset: 64,
+                message: "field `angles`: one to four measurement angles are required".into(),
+            })? as u8;
+        Ok(Detections {
+            cursor: RecordCursor::new(log),
+            settings,
+            prev: None,
+        })
     }
-    let proto = super::protocol_of(la.meta()).unwrap_or_default();
-    let variant = match proto.as_str() {
-        "e91" => Variant::E91,
-        "bbm92" => Variant::Bbm92,
-        other => {
-            return Err(
-                ConfigError::invalid("protocol", format!("{other} is not e91/bbm92")).into(),
-            );
+
+    /// The next detection.
+    fn next(&mut self) -> Result<Option<(u64, u8, bool)>> {
+        loop {
+            let Some((r, off)) = self.cursor.next_record()? else {
+                return Ok(None);
+            };
+            if r.kind != RecordKind::Detection {
+                continue;
+            }
+            let bad = |field: &'static str, message: String| -> Error {
+                FormatError::InvalidField {
+                    path: self.cursor.log().path().to_path_buf(),
+                    offset: off,
+                    field,
+                    message,
+                }
+                .into()
+            };
+            if r.time < 0 {
+                return Err(bad("slot", format!("negative slot {}", r.time)));
+            }
+            if self.prev.is_some_and(|p| r.time <= p) {
+                return Err(bad(
+                    "slot",
+                    format!(
+                        "slot {} after slot {}: one squashed detection per slot, in order",
+                        r.time,
+                        self.prev.unwrap_or(0)
+                    ),
+                ));
+            }
+            let setting = r.channel / 2;
+            if setting >= u16::from(self.settings) {
+                return Err(bad(
+                    "channel",
+                    format!(
+                        "channel {} is setting {setting}, but the log has {} settings",
+                        r.channel, self.settings
+                    ),
+                ));
+            }
+            self.prev = Some(r.time);
+            return Ok(Some((r.time as u64, setting as u8, r.channel % 2 == 1)));
         }
-    };
-    let (ra, rb) = (read_all(&la)?, read_all(&lb)?);
-    // Coincidences: merge by slot; the settings are announced (public), outcomes are kept.
-    let mut pairs: Vec<(u16, bool, u16, bool)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < ra.len() && j < rb.len() {
-        match ra[i].time.cmp(&rb[j].time) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                let (a, b) = (ra[i].channel, rb[j].channel);
-                pairs.push((a / 2, a % 2 == 1, b / 2, b % 2 == 1));
-                i += 1;
-                j += 1;
+    }
+}
+
+/// Sort one party's outcomes of coincidences into key and test bits.
+fn classify(variant: Variant, pairs: impl Iterator<Item = (u8, u8, bool)>) -> SiftedBits {
+    let mut out = SiftedBits::default();
+    for (sa, sb, outcome) in pairs {
+        match variant.pair_use(sa, sb) {
+            PairUse::Key => {
+                out.key.push(outcome);
+                out.key_classes.push(0);
+            }
+            PairUse::Test(c) => {
+                out.test.push(outcome);
+                out.test_classes.push(c);
+            }
+            PairUse::Discard => {}
+        }
+    }
+    out
+}
+
+fn planes(settings: &[u8]) -> (BitVec, BitVec) {
+    let mut p = ClassPlanes::default();
+    for &s in settings {
+        p.push(s);
+    }
+    (p.int0, p.int1)
+}
+
+/// Bob's side: announces his detected slots and settings, chunk by chunk.
+pub struct BobSifting {
+    det: Detections,
+    variant: Variant,
+    progress: Arc<dyn Progress + Send + Sync>,
+    reported: u64,
+}
+
+impl BobSifting {
+    /// Bob's side over his log.
+    pub fn new(
+        log: Arc<DetectionLog>,
+        variant: Variant,
+        progress: Arc<dyn Progress + Send + Sync>,
+    ) -> Result<Self> {
+        progress.start("distill", slots_of(&log));
+        Ok(BobSifting {
+            det: Detections::new(log)?,
+            variant,
+            progress,
+            reported: 0,
+        })
+    }
+}
+
+/// The slots of an entangled run (metadata `slots`).
+pub fn slots_of(log: &DetectionLog) -> u64 {
+    log.meta()
+        .extra
+        .get("slots")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+impl SiftingSide for BobSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (mut slots, mut settings, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut last = true;
+        while let Some((slot, setting, outcome)) = self.det.next()? {
+            slots.push(slot);
+            settings.push(setting);
+            outcomes.push(outcome);
+            if slots.len() >= cx.settings.sift_chunk {
+                last = false;
+                break;
             }
         }
-    }
-    let mut report = EntangledReport {
-        protocol: proto.clone(),
-        coincidences: pairs.len() as u64,
-        key_pairs: 0,
-        chsh: None,
-        phase_error: None,
-        test_pairs: 0,
-        qber_sample: (0, 0),
-        key: None,
-        abort: None,
-        key_files: None,
-    };
-    let (mut ka, mut kb) = (BitVec::new(), BitVec::new());
-    let key_setting = |sa: u16, sb: u16| match variant {
-        Variant::E91 => (sa == 0 && sb == 0) || (sa == 1 && sb == 1),
-        Variant::Bbm92 => sa == 0 && sb == 0,
-    };
-    for &(sa, oa, sb, ob) in &pairs {
-        if key_setting(sa, sb) {
-            ka.push(oa);
-            kb.push(ob);
-        }
-    }
-    report.key_pairs = ka.len() as u64;
-    let subtract_fixed = (2.0 / (eps_sec * eps_sec * eps_cor)).log2();
-    type LengthFn = Box<dyn Fn(u64, u64) -> f64>;
-    let (length, bound, proven): (LengthFn, String, bool) = match variant {
-        Variant::E91 => {
-            // CHSH from Alice {0, π/4} (settings 0, 2) × Bob {π/8, −π/8} (settings 1, 2).
-            let mut c = [(0i64, 0u64); 4];
-            for &(sa, oa, sb, ob) in &pairs {
-                let idx = match (sa, sb) {
-                    (0, 1) => 0,
-                    (0, 2) => 1,
-                    (2, 1) => 2,
-                    (2, 2) => 3,
-                    _ => continue,
-                };
-                c[idx].0 += if oa == ob { 1 } else { -1 };
-                c[idx].1 += 1;
+        let (setting0, setting1) = planes(&settings);
+        cx.channel.send(
+            &Message::CoincidenceAnnounce {
+                slots: slots.clone(),
+                setting0,
+                setting1,
+                last,
+            },
+            cx.ledger,
+        )?;
+        let (matched, a0, a1) = match cx.channel.recv(cx.ledger)? {
+            Message::CoincidenceReply {
+                matched,
+                setting0,
+                setting1,
+            } => (matched, setting0, setting1),
+            other => return Err(unexpected("CoincidenceReply", &other)),
+        };
+        let n_match = matched.count_ones(cx.kernels) as usize;
+        if matched.len() != slots.len() || a0.len() != n_match || a1.len() != n_match {
+            return Err(ProtocolError::Disagreement {
+                what: "coincidences",
+                detail: format!(
+                    "{} slots announced, {} match bits, {} settings for {n_match} coincidences",
+                    slots.len(),
+                    matched.len(),
+                    a0.len()
+                ),
             }
-            let e: [(f64, u64); 4] = std::array::from_fn(|k| {
-                (
-                    if c[k].1 > 0 {
-                        c[k].0 as f64 / c[k].1 as f64
-                    } else {
-                        0.0
-                    },
-                    c[k].1,
-                )
-            });
-            let s = e[0].0 + e[1].0 + e[2].0 - e[3].0;
-            let eps = eps_sec / 21.0;
-            let delta: f64 = e
-                .iter()
-                .map(|&(_, m)| {
-                    if m > 0 {
-                        (2.0 * (4.0 / eps).ln() / m as f64).sqrt()
-                    } else {
-                        f64::INFINITY
-                    }
-                })
-                .sum();
-            let lower = s - delta;
-            report.chsh = Some(Chsh {
-                s,
-                lower_bound: lower,
-                delta,
-                correlators: e,
-                epsilon: eps,
-            });
-            if lower <= 2.0 {
-                report.abort = Some(AbortReason::BellTestFailed {
-                    s_value: s,
-                    lower_bound: lower,
-                });
-                return Ok(report);
-            }
-            let s_b = lower.min(2.0 * 2f64.sqrt());
-            let eve = super::h((1.0 + ((s_b / 2.0).powi(2) - 1.0).max(0.0).sqrt()) / 2.0);
-            (
-                Box::new(move |n, sub| n as f64 * (1.0 - eve) - sub as f64 - subtract_fixed),
-                "device-independent rate of Acín et al. 2007 (collective attacks, asymptotic) with the finite-size lower bound of S: n(1 − h((1+√((S₋/2)²−1))/2)) − λ_EC − tags − log₂(2/(ε_sec²ε_cor))".into(),
-                false,
-            )
+            .into());
         }
-        Variant::Bbm92 => {
-            let (mut k, mut err) = (0u64, 0u64);
-            for &(sa, oa, sb, ob) in &pairs {
-                if sa == 1 && sb == 1 {
-                    k += 1;
-                    err += u64::from(oa != ob);
+        let alice = ClassPlanes { int0: a0, int1: a1 };
+        let mut j = 0;
+        let pairs = (0..slots.len()).filter(|&i| matched.get(i)).map(|i| {
+            let sa = alice.get(j);
+            j += 1;
+            (sa, settings[i], outcomes[i])
+        });
+        let bits = classify(self.variant, pairs);
+        if let Some(&l) = slots.last()
+            && l + 1 > self.reported
+        {
+            self.progress.inc(l + 1 - self.reported);
+            self.reported = l + 1;
+        }
+        if last {
+            self.progress.finish();
+        }
+        Ok(SiftRound {
+            bits,
+            info: ChunkInfo::of_slots(&slots),
+            last,
+        })
+    }
+}
+
+/// Alice's side: answers which announced slots she detected too, and her settings there.
+pub struct AliceSifting {
+    det: Detections,
+    variant: Variant,
+    pending: Option<(u64, u8, bool)>,
+    last_slot: Option<u64>,
+}
+
+impl AliceSifting {
+    /// Alice's side over her log.
+    pub fn new(log: Arc<DetectionLog>, variant: Variant) -> Result<Self> {
+        Ok(AliceSifting {
+            det: Detections::new(log)?,
+            variant,
+            pending: None,
+            last_slot: None,
+        })
+    }
+
+    /// Alice's detection at `slot`, if any (slots asked in increasing order).
+    fn at(&mut self, slot: u64) -> Result<Option<(u8, bool)>> {
+        loop {
+            let d = match self.pending.take() {
+                Some(d) => d,
+                None => match self.det.next()? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                },
+            };
+            match d.0.cmp(&slot) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(Some((d.1, d.2))),
+                std::cmp::Ordering::Greater => {
+                    self.pending = Some(d);
+                    return Ok(None);
                 }
             }
-            let e_ph = if k > 0 { err as f64 / k as f64 } else { 0.5 };
-            report.test_pairs = k;
-            report.phase_error = Some(e_ph);
-            if e_ph > 0.11 && k >= 100 {
-                report.abort = Some(AbortReason::PhaseErrorTooHigh {
-                    block: 0,
-                    estimated: e_ph,
-                    threshold: 0.11,
-                });
-                return Ok(report);
-            }
-            (
-                Box::new(move |n, sub| tomamichel_length(n, k, e_ph, sub, eps_sec, eps_cor)),
-                "Tomamichel et al. 2012 (trusted devices): n(1 − h(e_ph + μ)) − λ_EC − tags − log₂(2/(ε_sec²ε_cor))".into(),
-                true,
-            )
         }
-    };
-    if ka.is_empty() {
-        return Ok(report);
     }
-    // Alice discloses a 2 % sample of the key pairs; it estimates the error rate (for Cascade
-    // and the abort) and leaves the key.
-    let (sn, se) = super::disclose_sample(&mut ka, &mut kb, 0.02, seed);
-    report.qber_sample = (sn, se);
-    let q_est = if sn > 0 { se as f64 / sn as f64 } else { 0.05 };
-    if q_est > 0.11 {
-        report.abort = Some(AbortReason::QberTooHigh {
-            block: 0,
-            estimated: q_est,
-            threshold: 0.11,
-        });
-        return Ok(report);
+}
+
+impl SiftingSide for AliceSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (slots, b0, b1, last) = match cx.channel.recv(cx.ledger)? {
+            Message::CoincidenceAnnounce {
+                slots,
+                setting0,
+                setting1,
+                last,
+            } => (slots, setting0, setting1, last),
+            other => return Err(unexpected("CoincidenceAnnounce", &other)),
+        };
+        if b0.len() != slots.len() || b1.len() != slots.len() {
+            return Err(ProtocolError::Malformed(format!(
+                "{} slots but {} settings",
+                slots.len(),
+                b0.len()
+            ))
+            .into());
+        }
+        super::bb84::check_increasing(&slots, &mut self.last_slot)?;
+        let bob = ClassPlanes { int0: b0, int1: b1 };
+        let mut matched = BitVec::zeros(slots.len());
+        let (mut mine, mut pairs) = (Vec::new(), Vec::new());
+        for (i, &slot) in slots.iter().enumerate() {
+            if let Some((sa, outcome)) = self.at(slot)? {
+                matched.set(i, true);
+                mine.push(sa);
+                pairs.push((sa, bob.get(i), outcome));
+            }
+        }
+        let (setting0, setting1) = planes(&mine);
+        cx.channel.send(
+            &Message::CoincidenceReply {
+                matched,
+                setting0,
+                setting1,
+            },
+            cx.ledger,
+        )?;
+        Ok(SiftRound {
+            bits: classify(self.variant, pairs.into_iter()),
+            info: ChunkInfo::of_slots(&slots),
+            last,
+        })
     }
-    let (fa, fb, kr) = finish_keys(
-        &ka,
-        &kb,
-        q_est,
-        eps_cor,
-        seed,
-        Bound {
-            name: bound,
-            proven,
-            length,
-        },
-    )?;
-    if kr.secret_bits > 0 {
-        report.key_files = Some(super::write_keys(out, &fa, &fb, overwrite)?);
+}
+
+/// The CHSH value, its correlators and its one-sided lower bound from the test classes'
+/// sizes and errors (E(x, y) = 1 − 2·errors/pairs).
+pub fn chsh(sizes: &[u64], errors: &[u64], eps_s: f64) -> ChshReport {
+    let corr: [(f64, u64); 4] = std::array::from_fn(|i| {
+        let m = sizes.get(i).copied().unwrap_or(0);
+        let e = errors.get(i).copied().unwrap_or(0);
+        (
+            if m > 0 {
+                1.0 - 2.0 * e as f64 / m as f64
+            } else {
+                0.0
+            },
+            m,
+        )
+    });
+    let s = corr[0].0 + corr[1].0 + corr[2].0 - corr[3].0;
+    let delta: f64 = corr
+        .iter()
+        .map(|&(_, m)| {
+            if m > 0 {
+                (2.0 * (4.0 / eps_s).ln() / m as f64).sqrt()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .sum();
+    ChshReport {
+        s,
+        lower_bound: s - delta,
+        delta,
+        epsilon: eps_s,
+        correlators: corr,
     }
-    report.key = Some(kr);
-    Ok(report)
+}
+
+/// Eve's information per key bit in the device-independent bound of Acín et al. 2007:
+/// h((1 + √((S/2)² − 1))/2), for 2 < S ≤ 2√2 (1 at S ≤ 2).
+pub fn acin_eve_information(s: f64) -> f64 {
+    if s <= 2.0 {
+        return 1.0;
+    }
+    let s = s.min(2.0 * std::f64::consts::SQRT_2);
+    binary_entropy((1.0 + ((s / 2.0).powi(2) - 1.0).max(0.0).sqrt()) / 2.0)
+}
+
+/// The assessment of an entangled block. E91: the Bell test (abort unless S − δ_S > 2) and the
+/// device-independent length of Acín et al. 2007; BBM92: the test-pair error rate (abort above
+/// `max_qber`) and the length of Tomamichel et al. 2012.
+pub fn assess(
+    protocol: ProtocolKind,
+    e: &Estimation<'_>,
+    report: &mut BlockReport,
+) -> Result<Assessed> {
+    let variant = Variant::of(protocol).ok_or_else(|| {
+        ProtocolError::Malformed(format!("{} is not an entangled protocol", protocol.name()))
+    })?;
+    let eps = e.settings.epsilon_sec;
+    let sample_rate = (e.sample.sample_bits > 0).then(|| e.sample.rate());
+    match variant {
+        Variant::E91 => {
+            let c = chsh(&e.test_sizes, &e.test_errors, eps / 2.0);
+            report.test_qber = 0.0;
+            report.chsh = Some(c.clone());
+            if c.lower_bound <= 2.0 {
+                return Err(Error::Aborted(AbortReason::BellTestFailed {
+                    s_value: c.s,
+                    lower_bound: c.lower_bound,
+                }));
+            }
+            let eve = acin_eve_information(c.lower_bound);
+            let entropy_bound = e.key_bits as f64 * (1.0 - eve) - 2.0 * (1.0 / eps).log2();
+            // Without a sample, the error rate of a Werner state with this S.
+            let from_s = ((1.0 - c.s / (2.0 * std::f64::consts::SQRT_2)) / 2.0).clamp(0.0, 0.5);
+            Ok(Assessed {
+                bound: KeyBound {
+                    proof: Proof::Acin2007,
+                    entropy_bound,
+                },
+                qber_for_ec: sample_rate.unwrap_or(from_s),
+            })
+        }
+        Variant::Bbm92 => {
+            let k = e.test_sizes.first().copied().unwrap_or(0);
+            let errors = e.test_errors.first().copied().unwrap_or(0);
+            let observed = if k > 0 { errors as f64 / k as f64 } else { 0.5 };
+            report.test_qber = observed;
+            if k >= MIN_ABORT_SAMPLE && observed > e.settings.max_qber {
+                return Err(Error::Aborted(AbortReason::PhaseErrorTooHigh {
+                    block: e.block,
+                    estimated: observed,
+                    threshold: e.settings.max_qber,
+                }));
+            }
+            let mu = tomamichel_mu(e.key_bits, k, eps);
+            let bound = (observed + mu).min(0.5);
+            report.phase_error = Some(PhaseErrorReport {
+                bits: k,
+                errors,
+                observed,
+                mu,
+                bound,
+            });
+            Ok(Assessed {
+                bound: KeyBound {
+                    proof: Proof::Tomamichel2012,
+                    entropy_bound: phase_error_entropy(e.key_bits, bound, eps),
+                },
+                qber_for_ec: sample_rate.unwrap_or(observed),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("qkd-ent-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    #[test]
+    fn pair_use_keys_only_covered_settings() {
+        assert_eq!(Variant::E91.pair_use(0, 0), PairUse::Key);
+        // Alice's π/8 setting is not one of her CHSH settings: never key.
+        assert_eq!(Variant::E91.pair_use(1, 1), PairUse::Discard);
+        assert_eq!(Variant::E91.pair_use(2, 2), PairUse::Test(3));
+        assert_eq!(Variant::Bbm92.pair_use(1, 1), PairUse::Test(0));
+        assert_eq!(Variant::Bbm92.pair_use(0, 1), PairUse::Discard);
     }
 
     #[test]
-    fn chsh_matches_2_sqrt2_v_and_an_eavesdropper_breaks_it() {
-        for v in [0.9, 0.98] {
-            let d = dir(&format!("v{v}"));
-            let p = EntangledParams {
-                visibility: v,
-                dark_count_prob: 1e-9,
-                pair_prob: 0.02,
-                ..Default::default()
-            };
-            simulate(&p, 10_000_000, 3, &d, true).unwrap();
-            let r = distill(
-                &d.join("alice.qdl"),
-                &d.join("bob.qdl"),
-                1e-10,
-                1e-15,
-                &d.join("k"),
-                true,
-                1,
-            )
-            .unwrap();
-            let c = r.chsh.clone().unwrap();
-            // Multi-pair accidentals (μ = 0.02) lower S slightly; allow 0.03 on top of δ_S.
-            let ideal = 2.0 * 2f64.sqrt() * v;
-            assert!(
-                (c.s - ideal).abs() < c.delta + 0.03,
-                "V={v}: S={} ideal {ideal} δ={}",
-                c.s,
-                c.delta
-            );
-            assert!(r.abort.is_none() && c.lower_bound > 2.0, "{:?}", r.abort);
-            // The device-independent rate needs S well above 2 after its finite-size
-            // correction (≈ 0.6 here with ~5 000 pairs per correlator): little or no key.
-            let k = r.key.as_ref().unwrap();
-            assert!(!k.security_proven && k.bound.starts_with("device-independent"));
-            let _ = std::fs::remove_dir_all(&d);
-        }
-        let d = dir("eve");
-        let p = EntangledParams {
-            intercept_resend: 1.0,
-            ..Default::default()
-        };
-        simulate(&p, 2_000_000, 4, &d, true).unwrap();
-        let r = distill(
-            &d.join("alice.qdl"),
-            &d.join("bob.qdl"),
-            1e-10,
-            1e-15,
-            &d.join("k"),
-            true,
-            1,
-        )
-        .unwrap();
-        let c = r.chsh.unwrap();
-        assert!(c.s <= 2.0 + c.delta, "S = {}", c.s);
-        assert!(matches!(r.abort, Some(AbortReason::BellTestFailed { .. })));
-        assert!(r.key_files.is_none());
-        let _ = std::fs::remove_dir_all(&d);
+    fn acin_term_is_below_one_for_a_violation() {
+        // S = 2√2: Eve knows nothing; S = 2.61 (V = 0.999, finite size): about 0.55 bits.
+        assert!(acin_eve_information(2.0 * std::f64::consts::SQRT_2) < 1e-6);
+        let x = (1.0 + ((2.61f64 / 2.0).powi(2) - 1.0).sqrt()) / 2.0;
+        let h = -x * x.log2() - (1.0 - x) * (1.0 - x).log2();
+        assert!(
+            (acin_eve_information(2.61) - h).abs() < 1e-12 && h < 0.6,
+            "{h}"
+        );
+        assert_eq!(acin_eve_information(1.9), 1.0);
     }
 
     #[test]
-    fn bbm92_distills_identical_keys_with_the_tomamichel_bound() {
-        let d = dir("bbm92");
-        let p = EntangledParams {
-            variant: Variant::Bbm92,
-            ..Default::default()
-        };
-        simulate(&p, 10_000_000, 5, &d, true).unwrap();
-        let r = distill(
-            &d.join("alice.qdl"),
-            &d.join("bob.qdl"),
-            1e-10,
-            1e-15,
-            &d.join("k"),
-            true,
-            2,
-        )
-        .unwrap();
-        let k = r.key.unwrap();
-        assert!(k.secret_bits > 8_000 && k.security_proven, "{k:?}");
-        let (a, b) = r.key_files.unwrap();
-        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-        // Visibility 0.95: phase and bit error ≈ (1 − V)/2 = 2.5 %, plus multi-pair accidentals.
-        assert!((r.phase_error.unwrap() - 0.03).abs() < 0.015);
-        assert!((k.qber - 0.03).abs() < 0.015);
-        let _ = std::fs::remove_dir_all(&d);
+    fn chsh_of_ideal_correlators() {
+        // E = ±1/√2 on 10^6 pairs each: S = 2√2, δ small.
+        let m = 1_000_000u64;
+        let e = |corr: f64| ((1.0 - corr) / 2.0 * m as f64).round() as u64;
+        let r = 1.0 / std::f64::consts::SQRT_2;
+        let c = chsh(&[m; 4], &[e(r), e(r), e(r), e(-r)], 1e-10);
+        assert!(
+            (c.s - 2.0 * std::f64::consts::SQRT_2).abs() < 1e-5,
+            "{}",
+            c.s
+        );
+        assert!(c.delta < 0.05 && c.lower_bound > 2.7);
     }
 }

@@ -14,6 +14,7 @@
 use super::{PartyLog, run_id_of, write_party_log};
 use crate::error::{ConfigError, Error, Result};
 use crate::io::detection_log::{Record, RecordKind};
+use crate::sim::deviates::{poisson, unit};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -31,28 +32,6 @@ pub struct Kak3Point {
     pub eve_success: f64,
     /// Bob's error rate (Eve's tapping is passive here).
     pub bob_error: f64,
-}
-
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    use rand::Rng;
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
-    // Knuth for small means, normal approximation above.
-    if lambda > 30.0 {
-        let (u1, u2) = (unit(rng).max(1e-300), unit(rng));
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos();
-        return (lambda + z * lambda.sqrt()).round().max(0.0) as u32;
-    }
-    let (l, mut k, mut p) = ((-lambda).exp(), 0u32, 1.0);
-    loop {
-        p *= unit(rng);
-        if p <= l {
-            return k;
-        }
-        k += 1;
-    }
 }
 
 /// Eve's estimate of a polarisation angle from `m` tapped photons: half of them measured in

@@ -11,21 +11,34 @@
 //! interferometer visibility V < 1, different bits also reach D2 with probability (1 − V)/2·… and
 //! make errors; dark counts add noise.
 //!
+//! **Sifting** ([`AliceSifting`], [`BobSifting`]): Alice announces the slots where only D2
+//! clicked; Bob answers which of them he keeps (his D3 stayed dark); each keeps its own bit
+//! choice of those slots.
+//!
 //! **Security.** Yin, Li, Zhou, Han, Guo, PRA 82, 042335 (2010) prove Noh09 secure for ideal
 //! single-photon sources in the asymptotic limit; no finite-key bound for lossy, noisy
 //! implementations is available to this engine. Keys are therefore produced with the
-//! BB84-shaped length n(1 − 2h(Q)) − λ_EC − tags − log₂(2/(ε_sec²ε_cor)) as an *illustration*
-//! and reported with `security_proven = false`.
+//! BB84-shaped length of [`Proof::Noh09Illustrative`] (phase error assumed equal to the sampled
+//! bit error rate) as an *illustration*, and every report says they are not security-proven.
 
-use super::{Bound, KeyReport, PartyLog, finish_keys, read_all, run_id_of, write_party_log};
+use super::{
+    KeyBound, PartyLog, Proof, phase_error_entropy, run_id_of, tomamichel_mu, write_party_log,
+};
 use crate::bits::BitVec;
-use crate::error::{AbortReason, ConfigError, Error, Result};
+use crate::block::{BlockReport, PhaseErrorReport};
+use crate::classical::{Message, unexpected};
+use crate::error::{ConfigError, Error, FormatError, ProtocolError, Result};
 use crate::io::DetectionLog;
-use crate::io::detection_log::{Record, RecordKind};
+use crate::io::detection_log::{Record, RecordCursor, RecordKind};
+use crate::parameter_estimation::{Assessed, Estimation};
+use crate::progress::Progress;
+use crate::sifting::{ChunkInfo, ClassPlanes, SiftContext, SiftRound, SiftedBits, SiftingSide};
+use crate::sim::deviates::unit;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Channel ids: Alice's detectors D1, D2; Bob's D3; the per-slot bit choices are marker
 /// records on channel [`CHOICE`] with the bit in `aux`.
@@ -62,11 +75,6 @@ impl Default for NohParams {
             dark_count_prob: 1e-6,
         }
     }
-}
-
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    use rand::Rng;
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Simulate `slots` single-photon slots; writes `alice.qdl` and `bob.qdl` into `out`.
@@ -185,127 +193,257 @@ pub fn simulate(
     Ok(summary)
 }
 
-/// The result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NohReport {
-    /// Slots with a D2 click only (Alice announces them).
-    pub d2_events: u64,
-    /// D1 and D3 clicks.
-    pub d1_clicks: u64,
-    /// Bob's clicks.
-    pub d3_clicks: u64,
-    /// Reconciliation and amplification.
-    pub key: Option<KeyReport>,
-    /// Abort.
-    pub abort: Option<AbortReason>,
-    /// Key files.
-    pub key_files: Option<(PathBuf, PathBuf)>,
-    /// The security statement.
-    pub security: String,
+/// One slot of a Noh09 log: the party's bit choice and which of its detectors clicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    slot: u64,
+    bit: bool,
+    /// Clicks of detector channels 0 and 1 (Alice: D1, D2; Bob: D3, unused).
+    clicks: [bool; 2],
 }
 
-/// Distill a Noh09 run.
-pub fn distill(
-    alice: &Path,
-    bob: &Path,
-    eps_sec: f64,
-    eps_cor: f64,
-    out: &Path,
-    overwrite: bool,
-    seed: u64,
-) -> Result<NohReport> {
-    let (la, lb) = (DetectionLog::open(alice)?, DetectionLog::open(bob)?);
-    let (ra, rb) = (read_all(&la)?, read_all(&lb)?);
-    // Alice announces the slots where only D2 clicked; both keep their bits there. Bob drops
-    // those where his D3 clicked too.
-    let mut choice_a = Vec::new();
-    let (mut d2, mut d1) = (Vec::new(), 0u64);
-    let mut slot_clicks: std::collections::BTreeMap<i64, (bool, bool)> = Default::default();
-    for r in &ra {
-        match (r.kind, r.channel) {
-            (RecordKind::Marker, CHOICE) => choice_a.push((r.time, r.aux == 1)),
-            (RecordKind::Detection, D1) => {
-                d1 += 1;
-                slot_clicks.entry(r.time).or_default().0 = true;
+/// Reads a Noh09 log slot by slot (a choice marker and the detections of each slot).
+struct Slots {
+    cursor: RecordCursor,
+    prev: Option<u64>,
+}
+
+impl Slots {
+    fn new(log: Arc<DetectionLog>) -> Self {
+        Slots {
+            cursor: RecordCursor::new(log),
+            prev: None,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<Slot>> {
+        let mut cur: Option<Slot> = None;
+        while let Some((r, off)) = self.cursor.peek()? {
+            if r.time < 0 {
+                return Err(self.bad(off, "slot", format!("negative slot {}", r.time)));
             }
-            (RecordKind::Detection, D2) => {
-                slot_clicks.entry(r.time).or_default().1 = true;
+            let t = r.time as u64;
+            if let Some(c) = cur
+                && t != c.slot
+            {
+                break;
             }
-            _ => {}
-        }
-    }
-    for (&s, &(c1, c2)) in &slot_clicks {
-        if c2 && !c1 {
-            d2.push(s);
-        }
-    }
-    let bits_a: std::collections::HashMap<i64, bool> = choice_a.into_iter().collect();
-    let mut bits_b = std::collections::HashMap::new();
-    let mut d3 = std::collections::HashSet::new();
-    for r in &rb {
-        match (r.kind, r.channel) {
-            (RecordKind::Marker, CHOICE) => {
-                bits_b.insert(r.time, r.aux == 1);
+            self.cursor.next_record()?;
+            if cur.is_none() {
+                if self.prev.is_some_and(|p| t <= p) {
+                    return Err(self.bad(
+                        off,
+                        "slot",
+                        format!("slot {t} is not after the previous slot"),
+                    ));
+                }
+                // A slot starts with its choice marker.
+                if !(r.kind == RecordKind::Marker && r.channel == CHOICE) {
+                    return Err(self.bad(
+                        off,
+                        "kind",
+                        format!("slot {t} has no bit-choice marker before its detections"),
+                    ));
+                }
+                cur = Some(Slot {
+                    slot: t,
+                    bit: r.aux == 1,
+                    clicks: [false; 2],
+                });
+                continue;
             }
-            (RecordKind::Detection, D3) => {
-                d3.insert(r.time);
+            let c = cur.as_mut().expect("slot started");
+            match (r.kind, r.channel) {
+                (RecordKind::Detection, ch @ (0 | 1)) => c.clicks[ch as usize] = true,
+                (RecordKind::Marker, CHOICE) => {
+                    return Err(self.bad(off, "kind", format!("two bit choices in slot {t}")));
+                }
+                _ => {}
             }
-            _ => {}
+        }
+        if let Some(c) = cur {
+            self.prev = Some(c.slot);
+        }
+        Ok(cur)
+    }
+
+    fn bad(&self, offset: u64, field: &'static str, message: String) -> Error {
+        FormatError::InvalidField {
+            path: self.cursor.log().path().to_path_buf(),
+            offset,
+            field,
+            message,
+        }
+        .into()
+    }
+}
+
+/// Alice's side: announces the slots where only D2 clicked (the counterfactual events).
+pub struct AliceSifting {
+    slots: Slots,
+    progress: Arc<dyn Progress + Send + Sync>,
+    reported: u64,
+}
+
+impl AliceSifting {
+    /// Alice's side over her log.
+    pub fn new(log: Arc<DetectionLog>, progress: Arc<dyn Progress + Send + Sync>) -> Self {
+        progress.start("distill", super::entangled::slots_of(&log));
+        AliceSifting {
+            slots: Slots::new(log),
+            progress,
+            reported: 0,
         }
     }
-    let (mut ka, mut kb) = (BitVec::new(), BitVec::new());
-    for s in &d2 {
-        if d3.contains(s) {
-            continue;
+}
+
+impl SiftingSide for AliceSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (mut slots, mut bits) = (Vec::new(), BitVec::new());
+        let mut last = true;
+        while let Some(s) = self.slots.next()? {
+            if s.clicks[D2 as usize] && !s.clicks[D1 as usize] {
+                slots.push(s.slot);
+                bits.push(s.bit);
+                if slots.len() >= cx.settings.sift_chunk {
+                    last = false;
+                    break;
+                }
+            }
         }
-        if let (Some(&a), Some(&b)) = (bits_a.get(s), bits_b.get(s)) {
-            ka.push(a);
-            kb.push(b);
+        cx.channel.send(
+            &Message::PostselectAnnounce {
+                slots: slots.clone(),
+                last,
+            },
+            cx.ledger,
+        )?;
+        let keep = match cx.channel.recv(cx.ledger)? {
+            Message::PostselectReply { keep } if keep.len() == slots.len() => keep,
+            Message::PostselectReply { keep } => {
+                return Err(ProtocolError::Disagreement {
+                    what: "post-selection",
+                    detail: format!("{} slots announced, {} answers", slots.len(), keep.len()),
+                }
+                .into());
+            }
+            other => return Err(unexpected("PostselectReply", &other)),
+        };
+        if let Some(&l) = slots.last()
+            && l + 1 > self.reported
+        {
+            self.progress.inc(l + 1 - self.reported);
+            self.reported = l + 1;
+        }
+        if last {
+            self.progress.finish();
+        }
+        Ok(SiftRound {
+            bits: key_bits(cx, &bits, &keep),
+            info: ChunkInfo::of_slots(&slots),
+            last,
+        })
+    }
+}
+
+fn key_bits(cx: &SiftContext<'_>, bits: &BitVec, keep: &BitVec) -> SiftedBits {
+    let key = bits.compacted(cx.kernels, keep);
+    SiftedBits {
+        key_classes: ClassPlanes::zeros(key.len()),
+        key,
+        ..Default::default()
+    }
+}
+
+/// Bob's side: keeps the announced slots where his detector D3 stayed dark.
+pub struct BobSifting {
+    slots: Slots,
+    pending: Option<Slot>,
+    last_slot: Option<u64>,
+}
+
+impl BobSifting {
+    /// Bob's side over his log.
+    pub fn new(log: Arc<DetectionLog>) -> Self {
+        BobSifting {
+            slots: Slots::new(log),
+            pending: None,
+            last_slot: None,
         }
     }
-    let security = "NOT security-proven: Noh09 is proven secure only for ideal single photons, asymptotically (Yin et al., PRA 82, 042335 (2010)); the length n(1 − 2h(Q)) − λ_EC − tags − log₂(2/(ε_sec²ε_cor)) is an illustration".to_string();
-    let mut report = NohReport {
-        d2_events: d2.len() as u64,
-        d1_clicks: d1,
-        d3_clicks: d3.len() as u64,
-        key: None,
-        abort: None,
-        key_files: None,
-        security,
-    };
-    if ka.is_empty() {
-        return Ok(report);
+
+    fn at(&mut self, slot: u64) -> Result<Option<Slot>> {
+        loop {
+            let s = match self.pending.take() {
+                Some(s) => s,
+                None => match self.slots.next()? {
+                    Some(s) => s,
+                    None => return Ok(None),
+                },
+            };
+            match s.slot.cmp(&slot) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(Some(s)),
+                std::cmp::Ordering::Greater => {
+                    self.pending = Some(s);
+                    return Ok(None);
+                }
+            }
+        }
     }
-    // A 2 % sample of the sifted bits, disclosed and removed, estimates the error rate.
-    let (sn, se) = super::disclose_sample(&mut ka, &mut kb, 0.02, seed);
-    let q = if sn > 0 { se as f64 / sn as f64 } else { 0.5 };
-    if q > 0.11 {
-        report.abort = Some(AbortReason::QberTooHigh {
-            block: 0,
-            estimated: q,
-            threshold: 0.11,
-        });
-        return Ok(report);
+}
+
+impl SiftingSide for BobSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (slots, last) = match cx.channel.recv(cx.ledger)? {
+            Message::PostselectAnnounce { slots, last } => (slots, last),
+            other => return Err(unexpected("PostselectAnnounce", &other)),
+        };
+        super::bb84::check_increasing(&slots, &mut self.last_slot)?;
+        let mut keep = BitVec::zeros(slots.len());
+        let mut bits = BitVec::zeros(slots.len());
+        for (i, &slot) in slots.iter().enumerate() {
+            // A slot without Bob's record was not run on his side: not kept.
+            if let Some(s) = self.at(slot)? {
+                keep.set(i, !s.clicks[D3 as usize]);
+                bits.set(i, s.bit);
+            }
+        }
+        cx.channel
+            .send(&Message::PostselectReply { keep: keep.clone() }, cx.ledger)?;
+        Ok(SiftRound {
+            bits: key_bits(cx, &bits, &keep),
+            info: ChunkInfo::of_slots(&slots),
+            last,
+        })
     }
-    let fixed = (2.0 / (eps_sec * eps_sec * eps_cor)).log2();
-    let (fa, fb, kr) = finish_keys(
-        &ka,
-        &kb,
-        q,
-        eps_cor,
-        seed,
-        Bound {
-            name: "n(1 − 2h(Q)) − λ_EC − tags − log₂(2/(ε_sec²ε_cor)) (illustrative, not proven)"
-                .into(),
-            proven: false,
-            length: move |n, sub| n as f64 * (1.0 - 2.0 * super::h(q)) - sub as f64 - fixed,
+}
+
+/// The assessment of a Noh09 block: the sampled error rate (the key's only estimate; the
+/// sample is required) and the illustrative length of [`Proof::Noh09Illustrative`].
+pub fn assess(e: &Estimation<'_>, report: &mut BlockReport) -> Result<Assessed> {
+    let k = e.sample.sample_bits;
+    let observed = if k > 0 { e.sample.rate() } else { 0.5 };
+    let mu = tomamichel_mu(e.key_bits, k, e.settings.epsilon_sec);
+    let bound = (observed + mu).min(0.5);
+    report.phase_error = Some(PhaseErrorReport {
+        bits: k,
+        errors: e.sample.errors,
+        observed,
+        mu,
+        bound,
+    });
+    Ok(Assessed {
+        bound: KeyBound {
+            proof: Proof::Noh09Illustrative,
+            entropy_bound: if k > 0 {
+                phase_error_entropy(e.key_bits, bound, e.settings.epsilon_sec)
+            } else {
+                -1.0
+            },
         },
-    )?;
-    if kr.secret_bits > 0 {
-        report.key_files = Some(super::write_keys(out, &fa, &fb, overwrite)?);
-    }
-    report.key = Some(kr);
-    Ok(report)
+        qber_for_ec: observed.min(0.25),
+    })
 }
 
 #[cfg(test)]
@@ -313,35 +451,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn d2_events_share_the_bit_and_feed_the_back_end() {
+    fn the_simulation_counts_counterfactual_events() {
         let d = std::env::temp_dir().join(format!("qkd-noh-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         let s = simulate(&NohParams::default(), 2_000_000, 1, &d, true).unwrap();
-        assert!(s["clicks"]["D2"].as_u64().unwrap() > 50_000);
-        let r = distill(
-            &d.join("alice.qdl"),
-            &d.join("bob.qdl"),
-            1e-10,
-            1e-15,
-            &d.join("k"),
-            true,
-            3,
-        )
-        .unwrap();
-        // Counterfactual rate ≈ ½·R·T·η = 0.075 per photon, errors from the visibility defect.
-        let frac = r.d2_events as f64 / 2e6;
+        // Counterfactual rate ≈ ½·R·T·η = 0.075 per photon, plus the visibility defect.
+        let frac = s["clicks"]["D2"].as_u64().unwrap() as f64 / 2e6;
         assert!(
             (frac - 0.5 * 0.25 * 0.6 - 0.5 * 0.01 * 0.6).abs() < 0.01,
             "{frac}"
         );
-        let k = r.key.unwrap();
-        assert!(
-            !k.security_proven && k.secret_bits > 0 && k.qber < 0.05,
-            "{k:?}"
-        );
-        assert!(r.security.starts_with("NOT security-proven"));
-        let (a, b) = r.key_files.unwrap();
-        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -1,6 +1,9 @@
-//! Sifting: basis reconciliation and bit compaction, as pure functions of each party's data.
+//! Sifting: basis reconciliation and bit compaction, as pure functions of each party's data,
+//! and the [`SiftingSide`] seam through which every protocol's sifting exchange
+//! ([`crate::protocols`]) feeds the shared pipeline ([`crate::stages::sifting`] cuts the
+//! rounds into blocks).
 //!
-//! Protocol (one round per chunk of detections; [`crate::stages::sifting`] runs it):
+//! Decoy-state BB84 (one round per chunk of detections; [`crate::protocols::bb84`] runs it):
 //! 1. Bob squashes his clicks into one (basis, value) per detected slot ([`squash_slot`]) and
 //!    announces the slots and bases;
 //! 2. Alice looks up her symbols at those slots ([`AliceSymbols::gather`]), answers with the
@@ -15,10 +18,13 @@
 //! (2014) for passive basis choice).
 
 use crate::bits::BitVec;
+use crate::classical::ClassicalChannel;
+use crate::config::DistillSettings;
 use crate::error::{ProtocolError, Result};
 use crate::io::detection_log::DetectorState;
 use crate::io::prep_log::{PrepLog, SlotBlock};
 use crate::kernels::Kernels;
+use crate::ledger::LeakageLedger;
 use crate::protocol::Basis;
 use rand::Rng;
 use std::sync::Arc;
@@ -57,28 +63,117 @@ impl ClassPlanes {
         }
     }
 
-    /// Mask of positions in `class` (0, 1 or 2).
-    pub fn class_mask(&self, class: usize) -> BitVec {
-        match class {
-            0 => {
-                let mut m = self.int0.not();
-                m.and_assign(&self.int1.not());
-                m
-            }
-            1 => self.int0.clone(),
-            _ => self.int1.clone(),
+    /// `n` positions, all in class 0.
+    pub fn zeros(n: usize) -> ClassPlanes {
+        ClassPlanes {
+            int0: BitVec::zeros(n),
+            int1: BitVec::zeros(n),
         }
     }
 
-    /// Number of set positions of `bits` per class.
+    /// Append one position of class `c` (0…3).
+    pub fn push(&mut self, c: u8) {
+        self.int0.push(c & 1 == 1);
+        self.int1.push(c & 2 == 2);
+    }
+
+    /// The class of position `i`.
+    pub fn get(&self, i: usize) -> u8 {
+        u8::from(self.int0.get(i)) | u8::from(self.int1.get(i)) << 1
+    }
+
+    /// Mask of positions in `class` (0…3).
+    pub fn class_mask(&self, class: usize) -> BitVec {
+        let pick = |plane: &BitVec, set: bool| if set { plane.clone() } else { plane.not() };
+        let mut m = pick(&self.int0, class & 1 == 1);
+        m.and_assign(&pick(&self.int1, class & 2 == 2));
+        m
+    }
+
+    /// Number of set positions of `bits` per class, for the first three classes (the
+    /// intensity classes of decoy-state BB84).
     pub fn count_per_class(&self, k: &Kernels, bits: &BitVec) -> [u64; 3] {
         std::array::from_fn(|c| k.and_popcount(bits.words(), self.class_mask(c).words()))
     }
 
-    /// Number of positions per class.
+    /// Number of set positions of `bits` in each of the classes 0…n−1 (n ≤ 4).
+    pub fn count_per_class_n(&self, k: &Kernels, bits: &BitVec, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|c| k.and_popcount(bits.words(), self.class_mask(c).words()))
+            .collect()
+    }
+
+    /// Number of positions per class (first three classes).
     pub fn class_sizes(&self, k: &Kernels) -> [u64; 3] {
         self.count_per_class(k, &BitVec::ones(self.len()))
     }
+}
+
+/// What one sifting round of a party produced: its sifted bits, what the report counts about
+/// the chunk, and whether it was the last.
+#[derive(Debug, Default)]
+pub struct SiftRound {
+    /// Sifted key and test bits of the chunk.
+    pub bits: SiftedBits,
+    /// Counts of the chunk.
+    pub info: ChunkInfo,
+    /// No more rounds follow.
+    pub last: bool,
+}
+
+/// Counts of one sifting chunk (the receiver's click counters are zero where a protocol or a
+/// party has none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// First slot of the chunk with a detection.
+    pub first_slot: u64,
+    /// Last slot of the chunk with a detection.
+    pub last_slot: u64,
+    /// Detections (or announced slots) in the chunk.
+    pub detections: u64,
+    /// Multi-click slots.
+    pub multi: u64,
+    /// Cross-basis click slots.
+    pub cross: u64,
+    /// Clicks per detector state.
+    pub clicks: [u64; 4],
+    /// Slots with a Z click, with an X click.
+    pub arms: [u64; 2],
+}
+
+impl ChunkInfo {
+    /// The counts of a chunk that announced `slots` (sorted).
+    pub fn of_slots(slots: &[u64]) -> ChunkInfo {
+        ChunkInfo {
+            first_slot: slots.first().copied().unwrap_or(0),
+            last_slot: slots.last().copied().unwrap_or(0),
+            detections: slots.len() as u64,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a sifting round may use: the channel to the peer's sifting, the ledger of the block
+/// being filled, this party's randomness, kernels and settings.
+pub struct SiftContext<'a> {
+    /// Channel to the peer's sifting.
+    pub channel: &'a mut ClassicalChannel,
+    /// Ledger of the block the round's bits go to.
+    pub ledger: &'a mut LeakageLedger,
+    /// This party's randomness (squashing of multi-clicks).
+    pub rng: &'a mut rand_chacha::ChaCha20Rng,
+    /// Kernels.
+    pub kernels: &'a Kernels,
+    /// Session settings.
+    pub settings: &'a DistillSettings,
+}
+
+/// One party's side of a protocol's sifting exchange: each call runs one round (a chunk of
+/// detections) with the peer and returns this party's sifted bits of it. Both parties' sides
+/// return the same number of bits per round, in the same order.
+pub trait SiftingSide: Send + 'static {
+    /// One round.
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound>;
 }
 
 /// Outcome of squashing one slot's clicks.

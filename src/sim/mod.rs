@@ -5,6 +5,7 @@
 //! realised statistics). The same seed gives byte-identical files whatever the thread count:
 //! each block of slots has its own ChaCha8 stream (`seed`, stream = block index).
 
+pub mod deviates;
 pub mod link;
 
 use crate::error::{Error, Result};
@@ -155,11 +156,7 @@ fn to_raw_tags(
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7261_775f_7461_6773);
     rng.set_stream(block);
     // Box–Muller normal deviates.
-    let mut normal = move || {
-        let u1 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        (-2.0 * (u1.max(1e-300)).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    };
+    let mut normal = move || deviates::normal(&mut rng);
     for r in records.iter_mut() {
         let shift = f64::from(r.aux as i32);
         let t =
@@ -233,22 +230,7 @@ fn prob_to_u32(p: f64) -> u64 {
     (p.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64
 }
 
-/// A uniform deviate in [0, 1).
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A Poisson(λ) deviate (inversion; λ is at most a few here).
-fn poisson(rng: &mut ChaCha8Rng, lambda: f64) -> u32 {
-    let (mut k, mut p, u) = (0u32, (-lambda).exp(), unit(rng));
-    let mut cdf = p;
-    while u > cdf && k < 1000 {
-        k += 1;
-        p *= lambda / f64::from(k);
-        cdf += p;
-    }
-    k
-}
+use deviates::{poisson, unit};
 
 /// Bob's receiver on `photons` photons, each in state (basis, value), detector efficiencies
 /// scaled by `eff` (attacks on efficiency mismatch) and, unless `blinded`, the detectors' dark

@@ -1,16 +1,19 @@
-//! Privacy amplification of a block: both parties compute ℓ from the block's bounds and ledger
+//! Privacy amplification of a block: both parties compute ℓ from the block's bound and ledger
 //! ([`finite_key::secret_length`]), rounded down to whole bytes; Alice draws a fresh Toeplitz seed
-//! of n + ℓ − 1 bits and sends it; both hash.
+//! of n + ℓ − 1 bits and sends it; both hash. The last [`CONFIRMATION_PAD_BYTES`] bytes of the
+//! result are the one-time pad of key confirmation and never reach the key store, so a block
+//! needs ℓ ≥ 72 bits to yield key.
 
 use super::StageIo;
 use crate::bits::BitVec;
-use crate::block::{AmplificationReport, Block, BlockOutcome, SecretKey, VerifiedKey};
+use crate::block::{AmplificationReport, Block, SecretKey, VerifiedKey};
 use crate::classical::{Message, unexpected};
 use crate::error::{Error, ProtocolError, Result};
 use crate::parameter_estimation::finite_key;
 use crate::pipeline::Stage;
 use crate::privacy_amplification::{ToeplitzPlan, ToeplitzScratch};
 use crate::protocol::Role;
+use crate::stages::confirmation::CONFIRMATION_PAD_BYTES;
 use rand::Rng;
 
 /// The privacy-amplification stage of one party.
@@ -41,10 +44,10 @@ impl Stage for AmplificationStage {
     fn process(&mut self, mut block: Block<VerifiedKey>) -> Result<Block<SecretKey>> {
         let s = self.io.session.clone();
         let n = block.key.bits().len();
-        let bound_bits = match block.key.bounds() {
+        let bound_bits = match block.key.bound() {
             Some(b) if n > 0 && !block.is_dropped() => finite_key::secret_length(
-                b,
-                block.ledger.error_correction_bits,
+                b.entropy_bound,
+                block.ledger.error_correction_charged(),
                 block.ledger.verification_bits,
                 block.key.discarded_bits(),
                 s.settings.epsilon_cor,
@@ -53,11 +56,12 @@ impl Stage for AmplificationStage {
             _ => 0,
         };
         let m = (bound_bits - bound_bits % 8) as usize;
-        if m == 0 {
+        if m <= 8 * CONFIRMATION_PAD_BYTES {
             if !block.is_dropped() {
                 block.no_key(format!(
-                    "secret length {bound_bits} after subtracting {} disclosed bits",
-                    block.ledger.subtracted() + block.key.discarded_bits()
+                    "secret length {bound_bits} after subtracting {} disclosed bits (key confirmation needs more than {} bits)",
+                    block.ledger.subtracted() + block.key.discarded_bits(),
+                    8 * CONFIRMATION_PAD_BYTES
                 ));
             }
             return Ok(block.with_key(SecretKey::empty()));
@@ -110,8 +114,6 @@ impl Stage for AmplificationStage {
             output_bits: m as u64,
             algorithm: plan.algorithm(),
         });
-        block.report.secret_bits = m as u64;
-        block.report.outcome = BlockOutcome::Key;
         Ok(block.with_key(SecretKey::new(&key)))
     }
 

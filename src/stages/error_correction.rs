@@ -48,12 +48,12 @@ impl Stage for ErrorCorrectionStage {
     }
 
     fn process(&mut self, mut block: Block<EstimatedKey>) -> Result<Block<CorrectedKey>> {
-        let bounds = block.key.bounds;
+        let bound = block.key.bound;
         if block.is_dropped() || block.key.bits.is_empty() {
             return Ok(block.with_key(CorrectedKey {
                 frames: vec![],
                 failed: vec![],
-                bounds,
+                bound,
             }));
         }
         let s = self.io.session.clone();
@@ -70,6 +70,7 @@ impl Stage for ErrorCorrectionStage {
         drop(key);
         let n: u64 = frames.iter().map(|f| f.len() as u64).sum();
         let before = block.ledger.error_correction_bits;
+        let before_charged = block.ledger.error_correction_charged();
         let mut ctx = EcContext {
             channel: &mut self.io.channel,
             ledger: &mut block.ledger,
@@ -106,6 +107,11 @@ impl Stage for ErrorCorrectionStage {
                 report.corrected_errors = Some(flips);
                 report.qber = Some(q);
                 report.efficiency = efficiency(block.ledger.error_correction_bits - before, n, q);
+                report.efficiency_charged = efficiency(
+                    block.ledger.error_correction_charged() - before_charged,
+                    n,
+                    q,
+                );
                 outcomes
                     .iter()
                     .map(|o| matches!(o, FrameOutcome::Failed))
@@ -116,7 +122,7 @@ impl Stage for ErrorCorrectionStage {
         Ok(block.with_key(CorrectedKey {
             frames,
             failed,
-            bounds,
+            bound,
         }))
     }
 

@@ -1,25 +1,26 @@
-//! Parameter estimation of a block: Alice discloses a random sample of key-basis bits and all
-//! her test-basis bits; Bob answers with the error counts; both evaluate the finite-key bound
-//! of Lim et al. on the same public numbers and reach the same decision.
+//! Parameter estimation of a block, for every protocol: Alice discloses a random sample of key
+//! bits and all her test bits; Bob answers with the sample errors and the test errors per test
+//! class (intensity classes for BB84, CHSH correlators for E91, the test basis for BBM92); both
+//! then hold the same public numbers ([`Estimation`]) and the protocol's assessment
+//! ([`crate::protocols`]) turns them into the same decision and bound on both sides.
 //!
-//! Abort rules: the run stops (security abort) when the sampled key-basis error rate or the
-//! test-basis error rate exceeds `max_qber`, judged on at least [`MIN_ABORT_SAMPLE`] bits (on
-//! fewer, the finite-key bound alone decides, and it yields no key from so little data). A block
-//! whose bound leaves no room for key is dropped without an abort.
+//! Abort rules: the sampled key error rate above `max_qber` (judged on at least
+//! [`MIN_ABORT_SAMPLE`] bits) aborts every protocol; each protocol adds its own (test-basis
+//! error rate and monitors for BB84, the Bell test for E91, the test-pair error rate for
+//! BBM92). Alarms a party raised before the first block (Alice's watchdog, Bob's arrival times)
+//! abort block 0. A block whose bound leaves no room for key is dropped without an abort.
 
 use super::StageIo;
 use crate::bits::BitVec;
 use crate::block::{Block, EstimatedKey, SiftedKey};
 use crate::classical::{Message, unexpected};
 use crate::error::{AbortReason, Error, ProtocolError, Result};
-use crate::parameter_estimation::finite_key::{self, DecoyCounts};
 use crate::parameter_estimation::qber::{QberEstimate, positions_mask, sample_positions};
+use crate::parameter_estimation::{Assessed, Estimation, MIN_ABORT_SAMPLE};
 use crate::pipeline::Stage;
 use crate::protocol::Role;
+use crate::protocols::{self, ProtocolKind};
 use rand::Rng;
-
-/// Fewest bits an error rate must rest on to trigger a security abort.
-pub const MIN_ABORT_SAMPLE: u64 = 100;
 
 /// The estimation stage of one party.
 pub struct EstimationStage {
@@ -31,24 +32,19 @@ impl EstimationStage {
     pub fn new(io: StageIo) -> Self {
         EstimationStage { io }
     }
-}
 
-impl Stage for EstimationStage {
-    type In = Block<SiftedKey>;
-    type Out = Block<EstimatedKey>;
-
-    fn name(&self) -> &'static str {
-        "parameter_estimation"
-    }
-
-    fn process(&mut self, mut block: Block<SiftedKey>) -> Result<Block<EstimatedKey>> {
+    /// The sample/test exchange: returns (sample seed, sample errors, test errors per class).
+    fn exchange(
+        &mut self,
+        block: &mut Block<SiftedKey>,
+        sample_size: usize,
+    ) -> Result<([u8; 32], u64, Vec<u64>)> {
         let s = self.io.session.clone();
         let k = &s.kernels;
         let bits = &block.key.bits;
         let n = bits.key.len();
-        let sample_size = ((n as f64) * s.settings.qber_sample_fraction).round() as usize;
-        // Alice's request, or Bob's view of it.
-        let (seed, sample_errors, test_errors) = match s.role {
+        let classes = s.protocol.test_classes();
+        match s.role {
             Role::Alice => {
                 let mut seed = [0u8; 32];
                 self.io.rng.fill_bytes(&mut seed);
@@ -65,8 +61,19 @@ impl Stage for EstimationStage {
                     Message::EstimationReply {
                         sample_errors,
                         test_errors,
-                    } => (seed, sample_errors, test_errors),
-                    other => return Err(unexpected("EstimationReply", &other)),
+                    } if test_errors.len() == classes => Ok((seed, sample_errors, test_errors)),
+                    Message::EstimationReply { test_errors, .. } => {
+                        Err(ProtocolError::Disagreement {
+                            what: "test classes",
+                            detail: format!(
+                                "Bob counted {} classes, {} has {classes}",
+                                test_errors.len(),
+                                s.protocol.name()
+                            ),
+                        }
+                        .into())
+                    }
+                    other => Err(unexpected("EstimationReply", &other)),
                 }
             }
             Role::Bob => {
@@ -100,56 +107,68 @@ impl Stage for EstimationStage {
                 let sample_errors = mine.hamming_distance(k, &alice_sample);
                 let mut diff = alice_test;
                 diff.xor_assign(&bits.test);
-                let test_errors = bits.test_classes.count_per_class(k, &diff);
+                let test_errors = bits.test_classes.count_per_class_n(k, &diff, classes);
                 self.io.channel.send(
                     &Message::EstimationReply {
                         sample_errors,
-                        test_errors,
+                        test_errors: test_errors.clone(),
                     },
                     &mut block.ledger,
                 )?;
-                (seed, sample_errors, test_errors)
+                Ok((seed, sample_errors, test_errors))
             }
-        };
+        }
+    }
+}
+
+impl Stage for EstimationStage {
+    type In = Block<SiftedKey>;
+    type Out = Block<EstimatedKey>;
+
+    fn name(&self) -> &'static str {
+        "parameter_estimation"
+    }
+
+    fn process(&mut self, mut block: Block<SiftedKey>) -> Result<Block<EstimatedKey>> {
+        let s = self.io.session.clone();
+        let k = &s.kernels;
+        if block.id == 0 && !s.run_alarms.is_empty() {
+            block.report.alarms = s.run_alarms.clone();
+            return Err(Error::Aborted(AbortReason::MonitorAlarm {
+                block: 0,
+                alarms: s.run_alarms.clone(),
+            }));
+        }
+        let n = block.key.bits.key.len();
+        let sample_size = ((n as f64) * s.settings.qber_sample_fraction).round() as usize;
+        let (seed, sample_errors, test_errors) = self.exchange(&mut block, sample_size)?;
+        let bits = &block.key.bits;
+        let classes = s.protocol.test_classes();
+        let test_sizes =
+            bits.test_classes
+                .count_per_class_n(k, &BitVec::ones(bits.test.len()), classes);
         if sample_errors > sample_size as u64
-            || test_errors.iter().sum::<u64>() > bits.test.len() as u64
+            || test_errors.iter().zip(&test_sizes).any(|(e, n)| e > n)
+            || test_sizes.iter().sum::<u64>() != bits.test.len() as u64
         {
-            return Err(
-                ProtocolError::Malformed("error counts exceed the sample sizes".into()).into(),
-            );
+            return Err(ProtocolError::Malformed(
+                "error counts exceed the sample sizes (or test bits outside the test classes)"
+                    .into(),
+            )
+            .into());
         }
         // Both parties now hold the same public numbers.
         let positions = sample_positions(n, sample_size, &seed);
         let mut keep = positions_mask(n, &positions).not();
         keep.truncate(n);
         let key = bits.key.compacted(k, &keep);
-        let classes = bits.key_classes.compacted(k, &keep);
-        let counts = DecoyCounts {
-            n_key: classes.class_sizes(k),
-            n_test: bits.test_classes.class_sizes(k),
-            m_test: test_errors,
-        };
+        let classes_kept = bits.key_classes.compacted(k, &keep);
         let sample = QberEstimate {
             sample_bits: sample_size as u64,
             errors: sample_errors,
         };
-        let test_qber = if counts.test_total() > 0 {
-            counts.test_errors() as f64 / counts.test_total() as f64
-        } else {
-            0.0
-        };
-        let qber_estimate = if sample_size > 0 {
-            sample.rate()
-        } else {
-            test_qber
-        };
-        let r = &mut block.report;
-        r.qber_sample = Some(sample);
-        r.qber_estimate = qber_estimate;
-        r.test_qber = test_qber;
-        r.decoy_counts = Some(counts);
+        block.report.qber_sample = Some(sample);
         let max = s.settings.max_qber;
-        let r = &block.report;
         if sample.sample_bits >= MIN_ABORT_SAMPLE && sample.rate() > max {
             return Err(Error::Aborted(AbortReason::QberTooHigh {
                 block: block.id,
@@ -157,51 +176,37 @@ impl Stage for EstimationStage {
                 threshold: max,
             }));
         }
-        if counts.test_total() >= MIN_ABORT_SAMPLE && test_qber > max {
-            return Err(Error::Aborted(AbortReason::PhaseErrorTooHigh {
-                block: block.id,
-                estimated: test_qber,
-                threshold: max,
-            }));
-        }
-        // Bob holds every statistic the monitors need; an alarm aborts (Alice hears of it).
-        if s.role == Role::Bob {
-            let stats = crate::monitors::BlockStats {
-                decoy: &s.decoy,
-                counts: &counts,
-                sample: (sample.sample_bits, sample.errors),
-                slots: r.last_slot.saturating_sub(r.first_slot) + 1,
-                detector_clicks: r.detector_clicks,
-                arm_slots: r.arm_slots,
-                cross_basis_clicks: r.cross_basis_clicks,
-            };
-            let mut alarms = if block.id == 0 {
-                s.run_alarms.clone()
-            } else {
-                Vec::new()
-            };
-            alarms.extend(crate::monitors::check_block(&stats, &s.calibration));
-            if !alarms.is_empty() {
-                block.report.alarms = alarms.clone();
-                return Err(Error::Aborted(AbortReason::MonitorAlarm {
-                    block: block.id,
-                    alarms,
-                }));
+        let e = Estimation {
+            role: s.role,
+            block: block.id,
+            settings: &s.settings,
+            decoy: s.decoy.as_ref(),
+            calibration: s.calibration.as_ref(),
+            key_bits: key.len() as u64,
+            key_class_sizes: classes_kept.class_sizes(k),
+            test_sizes,
+            test_errors,
+            sample,
+        };
+        let Assessed { bound, qber_for_ec } = match s.protocol {
+            ProtocolKind::Bb84 => protocols::bb84::assess(&e, &mut block.report)?,
+            ProtocolKind::E91 | ProtocolKind::Bbm92 => {
+                protocols::entangled::assess(s.protocol, &e, &mut block.report)?
             }
-        }
-        let r = &mut block.report;
-        let bounds = finite_key::bounds(&s.decoy, &counts, s.settings.epsilon_sec);
-        r.bounds = Some(bounds);
+            ProtocolKind::Noh09 => protocols::noh09::assess(&e, &mut block.report)?,
+        };
+        block.report.qber_estimate = qber_for_ec;
+        block.report.key_bound = Some(bound);
         let mut out = block.with_key(EstimatedKey {
             bits: key,
-            classes,
-            qber_estimate,
-            bounds: Some(bounds),
+            classes: classes_kept,
+            qber_estimate: qber_for_ec,
+            bound: Some(bound),
         });
-        if bounds.entropy_bound <= 0.0 {
+        if bound.entropy_bound <= 0.0 {
             out.no_key(format!(
-                "finite-key bound leaves no key (s1 = {:.0}, phase error ≤ {:.3}); too little data in the block",
-                bounds.s1_key, bounds.phase_error_bound
+                "the {:?} bound leaves no key ({:.0} bits before error correction); too little data in the block",
+                bound.proof, bound.entropy_bound
             ));
             out.key.bits = BitVec::new();
         }

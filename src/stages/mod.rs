@@ -3,6 +3,7 @@
 //! logical channel ([`StreamId`]) and process the same blocks in the same order.
 
 pub mod amplification;
+pub mod confirmation;
 pub mod error_correction;
 pub mod estimation;
 pub mod sifting;
@@ -13,6 +14,7 @@ use crate::config::DistillSettings;
 use crate::error::Error;
 use crate::kernels::Kernels;
 use crate::protocol::{DecoyParams, Role};
+use crate::protocols::ProtocolKind;
 use rand_chacha::ChaCha20Rng;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +34,8 @@ impl StreamId {
     pub const AMPLIFICATION: u32 = 4;
     /// Time synchronisation of raw time tags.
     pub const SYNC: u32 = 5;
+    /// Key confirmation.
+    pub const CONFIRMATION: u32 = 6;
     /// Error-correction worker `w`.
     pub fn error_correction(w: usize) -> u32 {
         100 + w as u32
@@ -43,17 +47,20 @@ impl StreamId {
 pub struct Session {
     /// This party.
     pub role: Role,
-    /// Shared settings.
+    /// The protocol.
+    pub protocol: ProtocolKind,
+    /// Shared settings (as agreed in the handshake).
     pub settings: DistillSettings,
-    /// Source parameters (from Alice's log, sent to Bob in the handshake).
-    pub decoy: DecoyParams,
+    /// Decoy-state source parameters (BB84: from Alice's log, sent to Bob in the handshake).
+    pub decoy: Option<DecoyParams>,
     /// Kernels.
     pub kernels: Kernels,
     /// Deterministic protocol randomness for tests (insecure), or `None` for the OS CSPRNG.
     pub deterministic_seed: Option<u64>,
-    /// Bob's receiver calibration (for the monitors); default for Alice.
-    pub calibration: crate::monitors::Calibration,
-    /// Alarms raised before the blocks (arrival times, watchdog); they abort the first block.
+    /// Bob's receiver calibration (for the block monitors; Bob's BB84 log only).
+    pub calibration: Option<crate::monitors::Calibration>,
+    /// Alarms this party raised before the blocks (Alice's watchdog, Bob's arrival times);
+    /// they abort the first block.
     pub run_alarms: Vec<crate::monitors::Alarm>,
 }
 

@@ -33,10 +33,10 @@ impl Stage for VerificationStage {
     }
 
     fn process(&mut self, mut block: Block<CorrectedKey>) -> Result<Block<VerifiedKey>> {
-        let bounds = block.key.bounds;
+        let bound = block.key.bound;
         let frames = std::mem::take(&mut block.key.frames);
         if frames.is_empty() {
-            return Ok(block.with_key(VerifiedKey::new(BitVec::new(), 0, bounds)));
+            return Ok(block.with_key(VerifiedKey::new(BitVec::new(), 0, bound)));
         }
         let s = self.io.session.clone();
         let k = &s.kernels;
@@ -114,7 +114,7 @@ impl Stage for VerificationStage {
             collision_bound: collision_bound(frames.len(), max_len, r),
             discarded_bits: discarded,
         });
-        let mut out = block.with_key(VerifiedKey::new(kept, discarded, bounds));
+        let mut out = block.with_key(VerifiedKey::new(kept, discarded, bound));
         if frames_ok == 0 {
             out.no_key("every frame failed verification");
         }

@@ -1,0 +1,361 @@
+//! Decoy-state BB84: the sifting exchange of each party (Bob announces his detected slots and
+//! bases, Alice answers with the basis match and the intensity classes; [`crate::sifting`] has
+//! the algorithms) and the assessment of a block's estimation (Lim et al. 2014 bounds, the
+//! error-rate aborts and the monitors of [`crate::monitors`]).
+
+use crate::block::BlockReport;
+use crate::classical::{Message, unexpected};
+use crate::error::{AbortReason, Error, FormatError, ProtocolError, Result};
+use crate::io::detection_log::{DetectorState, RecordKind};
+use crate::io::header::FLAG_SLOT_ANNOTATED;
+use crate::io::{DetectionLog, PrepLog};
+use crate::monitors::{self, MonitorStatus};
+use crate::parameter_estimation::finite_key::{self, DecoyCounts};
+use crate::parameter_estimation::{Assessed, Estimation, MIN_ABORT_SAMPLE};
+use crate::progress::Progress;
+use crate::protocol::Role;
+use crate::protocols::{KeyBound, Proof};
+use crate::sifting::{
+    AliceSymbols, BobDetections, ChunkInfo, ClassPlanes, PrepCursor, SiftContext, SiftRound,
+    SiftingSide, sift_alice, sift_bob, squash_slot,
+};
+use std::sync::Arc;
+
+/// Alice's side: answers Bob's announcements from her preparation log.
+pub struct AliceSifting {
+    cursor: PrepCursor,
+    last_slot: Option<u64>,
+}
+
+impl AliceSifting {
+    /// Alice's side over her preparation log.
+    pub fn new(log: Arc<PrepLog>) -> Self {
+        AliceSifting {
+            cursor: PrepCursor::new(log),
+            last_slot: None,
+        }
+    }
+}
+
+impl SiftingSide for AliceSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (slots, bases, last) = match cx.channel.recv(cx.ledger)? {
+            Message::SiftAnnounce { slots, bases, last } => (slots, bases, last),
+            other => return Err(unexpected("SiftAnnounce", &other)),
+        };
+        if bases.len() != slots.len() {
+            return Err(ProtocolError::Malformed(format!(
+                "{} slots but {} bases",
+                slots.len(),
+                bases.len()
+            ))
+            .into());
+        }
+        check_increasing(&slots, &mut self.last_slot)?;
+        let symbols = AliceSymbols::gather(&mut self.cursor, &slots)?;
+        let (matched, reply, bits) = sift_alice(cx.kernels, &symbols, &bases);
+        cx.channel.send(
+            &Message::SiftReply {
+                matched,
+                int0: reply.int0,
+                int1: reply.int1,
+            },
+            cx.ledger,
+        )?;
+        Ok(SiftRound {
+            bits,
+            info: ChunkInfo::of_slots(&slots),
+            last,
+        })
+    }
+}
+
+/// Slots announced by the peer must increase strictly, within and across rounds.
+pub(crate) fn check_increasing(slots: &[u64], last_slot: &mut Option<u64>) -> Result<()> {
+    let increasing = slots.windows(2).all(|w| w[0] < w[1])
+        && slots
+            .first()
+            .is_none_or(|&s| last_slot.is_none_or(|l| s > l));
+    if !increasing {
+        return Err(
+            ProtocolError::Malformed("announced slots are not strictly increasing".into()).into(),
+        );
+    }
+    if let Some(&l) = slots.last() {
+        *last_slot = Some(l);
+    }
+    Ok(())
+}
+
+/// Bob's reading state over his slot-annotated detection log.
+pub struct BobSifting {
+    log: Arc<DetectionLog>,
+    states: Vec<Option<DetectorState>>,
+    block: usize,
+    record: usize,
+    group_slot: Option<u64>,
+    group: Vec<DetectorState>,
+    prev_slot: Option<i64>,
+    reported_slot: u64,
+    ignored_records: u64,
+    progress: Arc<dyn Progress + Send + Sync>,
+}
+
+impl BobSifting {
+    /// Bob's side over his detection log. Fails if the log is not slot-annotated or its
+    /// detector map is incomplete.
+    pub fn new(log: Arc<DetectionLog>, progress: Arc<dyn Progress + Send + Sync>) -> Result<Self> {
+        let path = log.path().to_path_buf();
+        if log.header().flags & FLAG_SLOT_ANNOTATED == 0 {
+            return Err(FormatError::InvalidField {
+                path,
+                offset: 16,
+                field: "flags",
+                message: "the log holds raw time tags, not slot-annotated detections; time synchronisation is needed first".into(),
+            }
+            .into());
+        }
+        let max = log
+            .meta()
+            .channels
+            .iter()
+            .map(|c| c.id as usize)
+            .max()
+            .unwrap_or(0);
+        let mut states = vec![None; max + 1];
+        for c in &log.meta().channels {
+            states[c.id as usize] = log.meta().detector_state(c.id);
+        }
+        if states.iter().all(Option::is_none) {
+            return Err(FormatError::Metadata {
+                path,
+                offset: 64,
+                message: "no detector channel has a (basis, value) state".into(),
+            }
+            .into());
+        }
+        let total = log.meta().total_slots.unwrap_or(0);
+        progress.start("distill", total);
+        Ok(BobSifting {
+            log,
+            states,
+            block: 0,
+            record: 0,
+            group_slot: None,
+            group: Vec::new(),
+            prev_slot: None,
+            reported_slot: 0,
+            ignored_records: 0,
+            progress,
+        })
+    }
+}
+
+impl SiftingSide for BobSifting {
+    fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
+        let (det, last) = self.fill_chunk(cx.settings.sift_chunk, cx.rng)?;
+        let info = ChunkInfo {
+            multi: det.multi_clicks,
+            cross: det.cross_basis_clicks,
+            clicks: det.detector_clicks,
+            arms: det.arm_slots,
+            ..ChunkInfo::of_slots(&det.slots)
+        };
+        let msg = Message::SiftAnnounce {
+            slots: det.slots.clone(),
+            bases: det.basis.clone(),
+            last,
+        };
+        cx.channel.send(&msg, cx.ledger)?;
+        let (matched, int0, int1) = match cx.channel.recv(cx.ledger)? {
+            Message::SiftReply {
+                matched,
+                int0,
+                int1,
+            } => (matched, int0, int1),
+            other => return Err(unexpected("SiftReply", &other)),
+        };
+        let bits = sift_bob(cx.kernels, &det, &matched, &ClassPlanes { int0, int1 })?;
+        if last {
+            self.progress.finish();
+        }
+        Ok(SiftRound { bits, info, last })
+    }
+}
+
+impl BobSifting {
+    /// Squashed detections of up to `chunk` slots; `true` when the log is exhausted.
+    fn fill_chunk(
+        &mut self,
+        chunk: usize,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> Result<(BobDetections, bool)> {
+        let mut det = BobDetections::default();
+        let total_slots = self.log.meta().total_slots;
+        let log = self.log.clone();
+        while self.block < log.blocks().len() {
+            let recs = log.block(self.block)?;
+            let base =
+                log.blocks()[self.block].offset + crate::io::detection_log::BLOCK_HEADER_LEN as u64;
+            while self.record < recs.len() {
+                if det.len() >= chunk {
+                    self.report_progress();
+                    return Ok((det, false));
+                }
+                let i = self.record;
+                self.record += 1;
+                let r = recs.get(i);
+                if r.kind != RecordKind::Detection {
+                    self.ignored_records += 1;
+                    continue;
+                }
+                let offset = base + (i * crate::io::detection_log::RECORD_LEN) as u64;
+                let bad = |field: &'static str, message: String| -> Error {
+                    FormatError::InvalidField {
+                        path: log.path().to_path_buf(),
+                        offset,
+                        field,
+                        message,
+                    }
+                    .into()
+                };
+                let state = self.states.get(r.channel as usize).copied().flatten().ok_or_else(|| {
+                    bad("channel", format!("detection on channel {} which has no (basis, value) in the metadata", r.channel))
+                })?;
+                if r.time < 0 || total_slots.is_some_and(|t| r.time as u64 >= t) {
+                    return Err(bad(
+                        "slot",
+                        format!(
+                            "slot {} outside the run's {} slots",
+                            r.time,
+                            total_slots.unwrap_or(0)
+                        ),
+                    ));
+                }
+                if self.prev_slot.is_some_and(|p| r.time < p) {
+                    return Err(bad(
+                        "slot",
+                        format!(
+                            "slot {} after slot {}: detections must be sorted",
+                            r.time,
+                            self.prev_slot.unwrap()
+                        ),
+                    ));
+                }
+                self.prev_slot = Some(r.time);
+                let slot = r.time as u64;
+                if self.group_slot != Some(slot) {
+                    self.flush_group(&mut det, rng);
+                    self.group_slot = Some(slot);
+                }
+                self.group.push(state);
+            }
+            self.block += 1;
+            self.record = 0;
+        }
+        self.flush_group(&mut det, rng);
+        self.report_progress();
+        Ok((det, true))
+    }
+
+    fn flush_group(&mut self, det: &mut BobDetections, rng: &mut rand_chacha::ChaCha20Rng) {
+        if self.group_slot.is_some() {
+            det.count_clicks(&self.group);
+        }
+        if let Some(slot) = self.group_slot.take()
+            && let Some(s) = squash_slot(&self.group, rng)
+        {
+            det.push(slot, s);
+        }
+        self.group.clear();
+    }
+
+    fn report_progress(&mut self) {
+        if let Some(p) = self.prev_slot {
+            let p = p as u64 + 1;
+            if p > self.reported_slot {
+                self.progress.inc(p - self.reported_slot);
+                self.reported_slot = p;
+            }
+        }
+    }
+}
+
+/// The assessment of a BB84 block: the test-basis abort, the block monitors (Bob's side, which
+/// holds the click statistics) and the finite-key bound of Lim et al. 2014. Fills the report's
+/// decoy counts, test error rate, bounds and monitor statuses.
+pub fn assess(e: &Estimation<'_>, report: &mut BlockReport) -> Result<Assessed> {
+    let decoy = e.decoy.ok_or_else(|| {
+        ProtocolError::Malformed("decoy-state BB84 session without source parameters".into())
+    })?;
+    let three = |v: &[u64]| -> Result<[u64; 3]> {
+        v.try_into().map_err(|_| {
+            ProtocolError::Malformed(format!("{} test classes, BB84 has 3", v.len())).into()
+        })
+    };
+    let counts = DecoyCounts {
+        n_key: e.key_class_sizes,
+        n_test: three(&e.test_sizes)?,
+        m_test: three(&e.test_errors)?,
+    };
+    let test_qber = if counts.test_total() > 0 {
+        counts.test_errors() as f64 / counts.test_total() as f64
+    } else {
+        0.0
+    };
+    report.decoy_counts = Some(counts);
+    report.test_qber = test_qber;
+    let max = e.settings.max_qber;
+    if counts.test_total() >= MIN_ABORT_SAMPLE && test_qber > max {
+        return Err(Error::Aborted(AbortReason::PhaseErrorTooHigh {
+            block: e.block,
+            estimated: test_qber,
+            threshold: max,
+        }));
+    }
+    if e.role == Role::Bob {
+        let cal = e.calibration;
+        let run = match cal {
+            Some(cal) => {
+                let stats = monitors::BlockStats {
+                    decoy,
+                    counts: &counts,
+                    sample: (e.sample.sample_bits, e.sample.errors),
+                    slots: report.last_slot.saturating_sub(report.first_slot) + 1,
+                    detector_clicks: report.detector_clicks,
+                    arm_slots: report.arm_slots,
+                    cross_basis_clicks: report.cross_basis_clicks,
+                };
+                monitors::check_block(&stats, cal)
+            }
+            None => monitors::MonitorRun {
+                alarms: vec![],
+                status: monitors::BLOCK_MONITORS
+                    .iter()
+                    .map(|m| MonitorStatus::skipped(m, "no receiver calibration in Bob's log"))
+                    .collect(),
+            },
+        };
+        report.monitors = run.status;
+        if !run.alarms.is_empty() {
+            report.alarms = run.alarms.clone();
+            return Err(Error::Aborted(AbortReason::MonitorAlarm {
+                block: e.block,
+                alarms: run.alarms,
+            }));
+        }
+    }
+    let bounds = finite_key::bounds(decoy, &counts, e.settings.epsilon_sec);
+    report.bounds = Some(bounds);
+    Ok(Assessed {
+        bound: KeyBound {
+            proof: Proof::Lim2014,
+            entropy_bound: bounds.entropy_bound,
+        },
+        qber_for_ec: if e.sample.sample_bits > 0 {
+            e.sample.rate()
+        } else {
+            test_qber
+        },
+    })
+}
