@@ -519,6 +519,70 @@ pub fn distill(
         a_run.sink.expect("Alice's key file").commit()?;
         b_run.sink.expect("Bob's key file").commit()?;
     }
+    Ok(report(Finished {
+        protocol,
+        run_id: alice.input().run_id().to_string(),
+        logs: (alice_log.to_path_buf(), bob_log.to_path_buf()),
+        alice: a,
+        bob: b,
+        agreed,
+        settings,
+        blocks,
+        ledger,
+        abort,
+        outcome,
+        reason,
+        key_files,
+        secret,
+        blocks_ok,
+        elapsed: start.elapsed().as_secs_f64(),
+        opts,
+    }))
+}
+
+/// Everything a finished run's report is made of.
+struct Finished<'a> {
+    protocol: ProtocolKind,
+    run_id: String,
+    logs: (PathBuf, PathBuf),
+    alice: PartyResult,
+    bob: PartyResult,
+    agreed: Option<crate::party::Agreed>,
+    settings: DistillSettings,
+    blocks: Vec<BlockReport>,
+    ledger: LeakageLedger,
+    abort: Option<AbortReason>,
+    outcome: RunOutcome,
+    reason: Option<String>,
+    key_files: Option<KeyFiles>,
+    secret: u64,
+    blocks_ok: u64,
+    elapsed: f64,
+    opts: &'a DistillOptions,
+}
+
+/// The report of a finished run: the security account, warnings and monitors of both parties,
+/// and the totals.
+fn report(f: Finished<'_>) -> DistillReport {
+    let Finished {
+        protocol,
+        run_id,
+        logs: (alice_log, bob_log),
+        alice: a,
+        bob: b,
+        agreed,
+        settings,
+        blocks,
+        ledger,
+        abort,
+        outcome,
+        reason,
+        key_files,
+        secret,
+        blocks_ok,
+        elapsed,
+        opts,
+    } = f;
     let deterministic = opts.deterministic_seed.is_some();
     let security = SecurityAccount::new(&settings, protocol.proof(), &blocks, deterministic);
     let mut warnings = a.warnings.clone();
@@ -543,16 +607,15 @@ pub fn distill(
     for blk in &blocks {
         statuses.extend(blk.monitors.iter().cloned());
     }
-    let elapsed = start.elapsed().as_secs_f64();
     let sifted_bits: u64 = blocks.iter().map(|b| b.sifted_key_bits).sum();
     let mut channel = a.traffic;
     channel.add(&b.traffic);
-    Ok(DistillReport {
+    DistillReport {
         tool: format!("qkd-distill {}", env!("CARGO_PKG_VERSION")),
         protocol,
-        run_id: alice.input().run_id().to_string(),
-        alice_log: alice_log.to_path_buf(),
-        bob_log: bob_log.to_path_buf(),
+        run_id,
+        alice_log,
+        bob_log,
         outcome,
         aborted: outcome == RunOutcome::Aborted,
         abort_reason: reason,
@@ -593,5 +656,5 @@ pub fn distill(
             alice: a.metrics,
             bob: b.metrics,
         },
-    })
+    }
 }

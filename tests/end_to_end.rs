@@ -128,9 +128,9 @@ fn check_lengths_by_hand(r: &DistillReport, settings: &DistillSettings) {
 #[test]
 fn keys_are_identical_and_their_length_is_the_finite_key_bound() {
     let dir = Scratch::new("e2e");
-    let sim = simulate(dir.path(), 40_000_000, 7, &short_link());
+    let sim = simulate(dir.path(), 60_000_000, 7, &short_link());
     let settings = DistillSettings {
-        block_bits: 1 << 20,
+        block_bits: 1 << 21,
         ..Default::default()
     };
     let r = run(&dir, "keys", settings.clone(), None).unwrap();

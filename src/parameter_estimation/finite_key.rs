@@ -293,3 +293,19 @@ mod tests {
         assert_eq!(secret_length(b.entropy_bound, u64::MAX / 2, 0, 0, 1e-15), 0);
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/security.md states the cost of the ε terms that the code computes (it said
+    /// "≈ 231 bits" for 225.67).
+    #[test]
+    fn security_doc_states_the_computed_cost() {
+        let doc = include_str!("../../docs/security.md");
+        let cost = 6.0 * (21.0f64 / 1e-10).log2();
+        assert!(
+            doc.contains(&format!("{cost:.2} bits per block")),
+            "{cost:.2}"
+        );
+        assert!(!doc.contains("231 bits"));
+    }
+}
