@@ -144,6 +144,12 @@ impl SecretKey {
             bytes: bits.to_bytes_le(),
         }
     }
+    /// Remove the first `n` bytes (moved into the authentication pool), zeroizing them.
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.bytes.len());
+        self.bytes[..n].zeroize();
+        self.bytes.drain(..n);
+    }
     /// Split off the last `n` bytes (key confirmation's one-time pad), leaving the rest.
     pub(crate) fn split_off_tail(&mut self, n: usize) -> SecretKey {
         let at = self.bytes.len().saturating_sub(n);
@@ -258,6 +264,9 @@ pub struct ConfirmationReport {
     pub confirmed: bool,
     /// Key bits used as the tag's one-time pad (removed from the key).
     pub pad_bits: u64,
+    /// Key bits moved into the authentication pool before delivery.
+    #[serde(default)]
+    pub auth_refill_bits: u64,
 }
 
 /// Privacy-amplification summary of a block.

@@ -66,6 +66,10 @@ pub struct DistillSettings {
     pub sift_chunk: usize,
     /// Capacity of the queues between stages, in blocks.
     pub queue_capacity: usize,
+    /// Bits of every committed block key moved into the authentication pool before delivery
+    /// (0: none; two-site sessions refill their pre-shared pool this way).
+    #[serde(default)]
+    pub auth_refill_bits: u64,
 }
 
 /// Largest block: the largest Toeplitz input ([`crate::privacy_amplification::MAX_INPUT_BITS`]).
@@ -112,6 +116,7 @@ impl Default for DistillSettings {
             ec_workers: 2,
             sift_chunk: 1 << 16,
             queue_capacity: 2,
+            auth_refill_bits: 0,
         }
     }
 }

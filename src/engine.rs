@@ -3,7 +3,8 @@
 //! The report is assembled from the two parties' own results (public counts, never key bits).
 
 use crate::block::{BlockOutcome, BlockReport};
-use crate::classical::{ChannelStats, FrameTap, InMemoryLink, Link};
+use crate::classical::auth::AuthReport;
+use crate::classical::{ChannelStats, FrameTap, Link, in_memory_pair};
 use crate::config::DistillSettings;
 use crate::error::{AbortReason, Alarm, ConfigError, Error, ProtocolError, Result};
 use crate::kernels::Kernels;
@@ -60,8 +61,12 @@ pub struct SecurityAccount {
     pub epsilon_sec: Option<f64>,
     /// Correctness of the run's key: blocks_with_key · ε_cor per block (None when withdrawn).
     pub epsilon_cor: Option<f64>,
-    /// ε_sec + ε_cor of the run (None when withdrawn).
+    /// ε_sec + ε_cor + ε_auth of the run (None when withdrawn).
     pub epsilon_total: Option<f64>,
+    /// ε_auth: the sum over every authentication tag verified in the run (both directions)
+    /// of its forgery bound ((L + 1)/2^64)² (docs/security.md).
+    #[serde(default)]
+    pub epsilon_auth: f64,
     /// ε_sec of each block's key.
     pub epsilon_sec_per_block: f64,
     /// ε_cor of each block's key.
@@ -117,6 +122,7 @@ impl SecurityAccount {
             epsilon_sec: composed(eps),
             epsilon_cor: composed(settings.epsilon_cor),
             epsilon_total: composed(eps + settings.epsilon_cor),
+            epsilon_auth: 0.0,
             epsilon_sec_per_block: eps,
             epsilon_cor_per_block: settings.epsilon_cor,
             epsilon_per_term: per_term,
@@ -172,6 +178,15 @@ pub struct PartyMetrics {
     pub alice: Vec<StageMetrics>,
     /// Bob's stages.
     pub bob: Vec<StageMetrics>,
+}
+
+/// Both parties' authentication reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Authentication {
+    /// Alice's.
+    pub alice: Option<AuthReport>,
+    /// Bob's.
+    pub bob: Option<AuthReport>,
 }
 
 /// The JSON report of `qkd distill`, the same for every protocol.
@@ -253,6 +268,9 @@ pub struct DistillReport {
     pub security: SecurityAccount,
     /// Time synchronisation of raw time tags (when Bob's log was not slot-annotated).
     pub sync: Option<crate::sync::SyncReport>,
+    /// Authentication of the classical channel, each party's view (tags, pad bits consumed
+    /// and refilled, pool level, ε of the tags it verified).
+    pub authentication: Authentication,
     /// Per-block details (Bob's view, which includes the corrected error counts).
     pub blocks: Vec<BlockReport>,
     /// Per-stage metrics.
@@ -281,7 +299,7 @@ pub fn synchronise(
     tap: Option<FrameTap>,
 ) -> Result<(crate::sync::SyncReport, LeakageLedger)> {
     use crate::stages::StreamId;
-    let (la, lb) = InMemoryLink::pair_tapped(tap);
+    let (la, lb) = in_memory_pair(64, None, tap)?;
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| -> Result<LeakageLedger> {
             let mut ch = la.open(StreamId::SYNC)?;
@@ -363,7 +381,14 @@ fn run_parties(
 ) -> Result<(PartyRun<KeyFile>, PartyRun<KeyFile>)> {
     let sink_a = KeyFile::create(&files.alice, opts.overwrite)?;
     let sink_b = KeyFile::create(&files.bob, opts.overwrite)?;
-    let (la, lb) = InMemoryLink::pair_tapped(opts.frame_tap.clone());
+    // The in-process link authenticates like a TCP link between sites, with an ephemeral
+    // pool: a few tags per block and direction.
+    let blocks = bob.input().detection_records() / opts.settings.block_bits.max(1 << 10) + 16;
+    let (la, lb) = in_memory_pair(
+        (16 * blocks).min(1 << 24) as usize,
+        opts.deterministic_seed,
+        opts.frame_tap.clone(),
+    )?;
     let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (Arc::new(la), Arc::new(lb));
     let runs = std::thread::scope(|s| {
         let pa = progress.clone();
@@ -584,7 +609,14 @@ fn report(f: Finished<'_>) -> DistillReport {
         opts,
     } = f;
     let deterministic = opts.deterministic_seed.is_some();
-    let security = SecurityAccount::new(&settings, protocol.proof(), &blocks, deterministic);
+    let mut security = SecurityAccount::new(&settings, protocol.proof(), &blocks, deterministic);
+    security.epsilon_auth = [&a.auth, &b.auth]
+        .iter()
+        .filter_map(|r| r.as_ref().map(|r| r.epsilon))
+        .sum();
+    if let Some(t) = security.epsilon_total.as_mut() {
+        *t += security.epsilon_auth;
+    }
     let mut warnings = a.warnings.clone();
     warnings.extend(b.warnings.iter().cloned());
     if let Some(w) = &security.withdrawn {
@@ -651,6 +683,10 @@ fn report(f: Finished<'_>) -> DistillReport {
         channel,
         security,
         sync: b.sync.clone(),
+        authentication: Authentication {
+            alice: a.auth.clone(),
+            bob: b.auth.clone(),
+        },
         blocks,
         stages: PartyMetrics {
             alice: a.metrics,

@@ -93,6 +93,15 @@ pub enum TransportError {
     /// I/O on a network transport failed.
     #[error("classical channel I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A frame failed authentication (modified, injected, replayed, reordered or dropped).
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+    /// The authentication key pool has no pad left for the next tag.
+    #[error("authentication key exhausted: {0}")]
+    AuthenticationExhausted(String),
+    /// The peer sent nothing for too long, or could not be reached.
+    #[error("classical channel timeout: {0}")]
+    Timeout(String),
 }
 
 /// Violations of the post-processing protocol by the peer (or by a corrupted channel).
@@ -153,6 +162,8 @@ pub enum AbortReason {
     BellTestFailed { s_value: f64, lower_bound: f64 },
     /// The peer announced a security abort.
     PeerAborted { message: String },
+    /// A classical-channel frame failed authentication.
+    AuthenticationFailed { detail: String },
 }
 
 impl std::fmt::Display for AbortReason {
@@ -196,6 +207,10 @@ impl std::fmt::Display for AbortReason {
                 "Bell test failed: CHSH S = {s_value:.4}, lower confidence bound {lower_bound:.4} is not above 2 (no entanglement can be certified)"
             ),
             AbortReason::PeerAborted { message } => write!(f, "peer aborted: {message}"),
+            AbortReason::AuthenticationFailed { detail } => write!(
+                f,
+                "ALARM: the classical channel failed authentication ({detail}): a frame was modified, injected, replayed, reordered or dropped, or the pre-shared keys differ; no key from the affected blocks"
+            ),
         }
     }
 }

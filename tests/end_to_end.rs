@@ -460,7 +460,7 @@ fn count_frame(frame: &[u8], c: &mut WireCount) {
     match qkd_distill::classical::Message::decode(frame).expect("every frame decodes") {
         // Session set-up and control: no information about key bits.
         Hello { .. } | HelloAck { .. } | EstimationReply { .. } | CascadeTopQuery { .. } => {}
-        ParityQuery { .. } | CascadeDone | KeyConfirmResult { .. } => {}
+        ParityQuery { .. } | CascadeDone | KeyConfirmResult { .. } | KeyCommit { .. } => {}
         Abort { .. } | SyncRequest { .. } | SyncDone { .. } => {}
         // Bob's answers that depend on his key: one bit per frame.
         LdpcStatus { failed } => c.reply += failed.len() as u64,
@@ -1066,7 +1066,7 @@ fn other_protocols_pass_the_transport_audit() {
 /// The handshake names the setting the two parties disagree on.
 #[test]
 fn a_settings_mismatch_is_refused_naming_the_setting() {
-    use qkd_distill::classical::InMemoryLink;
+    use qkd_distill::classical::in_memory_pair;
     use qkd_distill::keystore::KeySink;
     use qkd_distill::party::{Party, PartyConfig, PartyInput};
     use qkd_distill::protocol::Role;
@@ -1103,7 +1103,7 @@ fn a_settings_mismatch_is_refused_naming_the_setting() {
         party(Role::Alice, "alice.qpl", 0.11),
         party(Role::Bob, "bob.qdl", 0.05),
     );
-    let (la, lb) = InMemoryLink::pair();
+    let (la, lb) = in_memory_pair(256, None, None).unwrap();
     let (ra, rb) = std::thread::scope(|s| {
         let a = s.spawn(|| alice.run(Arc::new(la), Discard, Arc::new(NoProgress)));
         let b = s.spawn(|| bob.run(Arc::new(lb), Discard, Arc::new(NoProgress)));

@@ -227,6 +227,17 @@ pub enum Message {
         /// Tags equal.
         ok: bool,
     },
+    /// Alice's decision on a confirmed block: both commit it (and, with `refill_words`, both
+    /// move that many words of its key into the authentication pool at this point of the frame
+    /// order), or both discard it.
+    KeyCommit {
+        /// The block.
+        block: u64,
+        /// Commit (true) or discard.
+        commit: bool,
+        /// Words of the block's key that refill the authentication pool.
+        refill_words: u32,
+    },
     /// The sender stops the run.
     Abort {
         /// A security abort (no key) rather than a failure.
@@ -275,6 +286,7 @@ impl Message {
             Message::PostselectReply { .. } => "PostselectReply",
             Message::KeyConfirm { .. } => "KeyConfirm",
             Message::KeyConfirmResult { .. } => "KeyConfirmResult",
+            Message::KeyCommit { .. } => "KeyCommit",
             Message::CascadeStart { .. } => "CascadeStart",
             Message::CascadeTopQuery { .. } => "CascadeTopQuery",
             Message::ParityQuery { .. } => "ParityQuery",
@@ -290,6 +302,31 @@ impl Message {
             Message::SyncRequest { .. } => "SyncRequest",
             Message::SyncWindow { .. } => "SyncWindow",
             Message::SyncDone { .. } => "SyncDone",
+        }
+    }
+
+    /// How the link sends it: the messages the protocol relies on before it commits anything
+    /// (session handshake, key confirmation and commit, aborts) are authentication
+    /// checkpoints; a commit with a refill moves key into the authentication pool.
+    pub fn link_options(&self) -> super::SendOptions {
+        match self {
+            Message::Hello { .. }
+            | Message::HelloAck { .. }
+            | Message::KeyConfirm { .. }
+            | Message::KeyConfirmResult { .. }
+            | Message::Abort { .. } => super::SendOptions {
+                checkpoint: true,
+                refill: None,
+            },
+            Message::KeyCommit {
+                block,
+                commit,
+                refill_words,
+            } => super::SendOptions {
+                checkpoint: true,
+                refill: (*commit && *refill_words > 0).then_some(*block),
+            },
+            _ => super::SendOptions::default(),
         }
     }
 
@@ -352,6 +389,7 @@ impl Message {
             // One-time padded with 64 bits that leave the key; the hash key is public.
             Message::KeyConfirm { .. } => vec![PublicRandomness(64), Confirmation(64)],
             Message::KeyConfirmResult { .. } => vec![Control(1)],
+            Message::KeyCommit { .. } => vec![Control(64 + 1 + 32)],
             Message::CascadeStart { block_sizes, .. } => {
                 vec![
                     PublicRandomness(256),
@@ -524,6 +562,16 @@ impl Message {
             Message::KeyConfirmResult { ok } => {
                 w.u8(25);
                 w.u8(u8::from(*ok));
+            }
+            Message::KeyCommit {
+                block,
+                commit,
+                refill_words,
+            } => {
+                w.u8(26);
+                w.u64(*block);
+                w.u8(u8::from(*commit));
+                w.varint(u64::from(*refill_words));
             }
             Message::CascadeStart {
                 seed,
@@ -729,6 +777,11 @@ impl Message {
                 tag: r.u64()?,
             },
             25 => Message::KeyConfirmResult { ok: flag(&mut r)? },
+            26 => Message::KeyCommit {
+                block: r.u64()?,
+                commit: flag(&mut r)?,
+                refill_words: u32_of(r.varint()?, "refill words")?,
+            },
             7 => {
                 let seed = r.fixed()?;
                 let n = r.len(MAX_ITEMS.min(r.remaining()), "block sizes")?;

@@ -5,21 +5,24 @@
 //! worker, so that stages work on different blocks concurrently. A [`Link`] opens them by
 //! number; both parties open the same numbers.
 //!
-//! Authentication of the channel (Wegman–Carter with pre-shared key) is not part of this
-//! build: batch runs keep both parties in one process.
+//! The [`link`] multiplexes the streams over one wire (TCP between two sites, an in-process
+//! pipe for batch runs) and passes every frame through the Wegman–Carter authenticator of
+//! [`auth`].
 
+pub mod auth;
+pub mod link;
 pub mod message;
 pub mod transport;
 pub mod wire;
 
+pub use link::{LinkOptions, MuxLink, in_memory_pair};
 pub use message::{Message, ParityRange};
-pub use transport::Transport;
+pub use transport::{SendOptions, Transport};
 
 use crate::error::{AbortReason, Error, ProtocolError, Result};
 use crate::ledger::LeakageLedger;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Traffic counters of one channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +75,7 @@ impl ClassicalChannel {
         let frame = msg.encode();
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += frame.len() as u64;
-        self.transport.send(frame)?;
+        self.transport.send_with(frame, msg.link_options())?;
         Ok(())
     }
 
@@ -113,7 +116,7 @@ impl ClassicalChannel {
                 reason: e.to_string(),
             },
         };
-        let _ = self.transport.send(msg.encode());
+        let _ = self.transport.send_with(msg.encode(), msg.link_options());
     }
 }
 
@@ -130,19 +133,18 @@ pub fn unexpected(expected: &'static str, got: &Message) -> Error {
 pub trait Link: Send + Sync {
     /// Open stream `id` (each id at most once per party).
     fn open(&self, id: u32) -> Result<ClassicalChannel>;
-}
-
-/// The two ends of every stream not yet opened by both sides, and which sides have closed.
-#[derive(Default)]
-struct Pending {
-    ends: HashMap<
-        u32,
-        (
-            Option<transport::in_memory::InMemoryTransport>,
-            Option<transport::in_memory::InMemoryTransport>,
-        ),
-    >,
-    closed: [bool; 2],
+    /// The authentication pool, if the link authenticates.
+    fn auth_pool(&self) -> Option<Arc<auth::AuthPool>> {
+        None
+    }
+    /// Frames received since the last verified checkpoint (not yet authenticated).
+    fn unverified_frames(&self) -> u64 {
+        0
+    }
+    /// The authentication report of this session.
+    fn auth_report(&self) -> Option<auth::AuthReport> {
+        None
+    }
 }
 
 /// An observer of every frame put on the wire: `(side, stream, frame)` with side 0 for Alice
@@ -156,111 +158,6 @@ pub type FrameObserver = dyn Fn(usize, u32, &[u8]) + Send + Sync;
 impl std::fmt::Debug for FrameTap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FrameTap")
-    }
-}
-
-/// A transport that shows every sent frame to a [`FrameTap`] before sending it.
-struct TappedTransport {
-    inner: Box<dyn Transport>,
-    tap: FrameTap,
-    side: usize,
-    stream: u32,
-}
-
-impl Transport for TappedTransport {
-    fn send(&mut self, frame: Vec<u8>) -> std::result::Result<(), crate::error::TransportError> {
-        (self.tap.0)(self.side, self.stream, &frame);
-        self.inner.send(frame)
-    }
-    fn recv(&mut self) -> std::result::Result<Vec<u8>, crate::error::TransportError> {
-        self.inner.recv()
-    }
-}
-
-/// One party's end of an in-process link.
-pub struct InMemoryLink {
-    side: usize,
-    pending: Arc<Mutex<Pending>>,
-    tap: Option<FrameTap>,
-}
-
-impl InMemoryLink {
-    /// Two connected links (Alice's, Bob's).
-    pub fn pair() -> (InMemoryLink, InMemoryLink) {
-        Self::pair_tapped(None)
-    }
-
-    /// Two connected links whose sent frames are shown to `tap`.
-    pub fn pair_tapped(tap: Option<FrameTap>) -> (InMemoryLink, InMemoryLink) {
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        (
-            InMemoryLink {
-                side: 0,
-                pending: pending.clone(),
-                tap: tap.clone(),
-            },
-            InMemoryLink {
-                side: 1,
-                pending,
-                tap,
-            },
-        )
-    }
-}
-
-/// A party whose link end is dropped (its run ended, perhaps before it opened every stream)
-/// closes the streams it never opened, so the peer waiting on one of them sees the channel
-/// closed instead of waiting for ever.
-impl Drop for InMemoryLink {
-    fn drop(&mut self) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.closed[self.side] = true;
-        let side = self.side;
-        for e in p.ends.values_mut() {
-            if side == 0 {
-                e.0 = None;
-            } else {
-                e.1 = None;
-            }
-        }
-    }
-}
-
-impl Link for InMemoryLink {
-    fn open(&self, id: u32) -> Result<ClassicalChannel> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let peer_closed = p.closed[1 - self.side];
-        let side = self.side;
-        let entry = p.ends.entry(id).or_insert_with(|| {
-            let (a, b) = transport::in_memory::pair();
-            // The peer is gone: its end is dropped at once, so this end sees it closed.
-            match (peer_closed, side) {
-                (true, 0) => (Some(a), None),
-                (true, _) => (None, Some(b)),
-                _ => (Some(a), Some(b)),
-            }
-        });
-        let end = if self.side == 0 {
-            entry.0.take()
-        } else {
-            entry.1.take()
-        };
-        let end = match end {
-            Some(e) => e,
-            None if peer_closed => return Err(crate::error::TransportError::Closed.into()),
-            None => {
-                return Err(ProtocolError::Malformed(format!("stream {id} opened twice")).into());
-            }
-        };
-        Ok(match &self.tap {
-            None => ClassicalChannel::new(Box::new(end)),
-            Some(tap) => ClassicalChannel::new(Box::new(TappedTransport {
-                inner: Box::new(end),
-                tap: tap.clone(),
-                side: self.side,
-                stream: id,
-            })),
-        })
     }
 }
 

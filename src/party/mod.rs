@@ -167,6 +167,8 @@ pub struct PartyResult {
     pub monitors: Vec<MonitorStatus>,
     /// Warnings for the user.
     pub warnings: Vec<String>,
+    /// Authentication of the link in this session.
+    pub auth: Option<crate::classical::auth::AuthReport>,
     /// Why the run stopped, if it did not complete (a security abort is
     /// [`Error::Aborted`]).
     pub error: Option<Error>,
@@ -266,12 +268,14 @@ impl Party {
             sync_ledger: LeakageLedger::default(),
             monitors: vec![],
             warnings: vec![],
+            auth: None,
             error: None,
         };
         let mut sink = Some(sink);
-        if let Err(e) = self.run_inner(link, &mut sink, progress, &traffic, &mut result) {
-            result.error = Some(e);
+        if let Err(e) = self.run_inner(link.clone(), &mut sink, progress, &traffic, &mut result) {
+            result.error = Some(classify_error(e, link.as_ref()));
         }
+        result.auth = link.auth_report();
         result.traffic = *traffic.lock().unwrap_or_else(|e| e.into_inner());
         PartyRun { result, sink }
     }
@@ -420,6 +424,7 @@ impl Party {
             deterministic_seed: self.config.deterministic_seed,
             calibration,
             run_alarms,
+            auth: link.auth_pool(),
         });
         let seed = self.config.deterministic_seed;
         let io = |stream: u32| -> Result<StageIo> {
@@ -469,6 +474,29 @@ impl Party {
         }
         drop(synced);
         pick_error(errors)
+    }
+}
+
+/// An authentication failure of the link is a security abort with an alarm. So is a protocol
+/// failure while frames received since the last checkpoint are not yet authenticated: those
+/// frames may have been modified, and nothing derived from them is committed.
+pub fn classify_error(e: Error, link: &dyn Link) -> Error {
+    use crate::error::{AbortReason, ProtocolError, TransportError};
+    match e {
+        Error::Transport(TransportError::AuthenticationFailed(detail)) => {
+            Error::Aborted(AbortReason::AuthenticationFailed { detail })
+        }
+        Error::Protocol(
+            ref p @ (ProtocolError::Malformed(_)
+            | ProtocolError::Unexpected { .. }
+            | ProtocolError::Disagreement { .. }),
+        ) if link.unverified_frames() > 0 => Error::Aborted(AbortReason::AuthenticationFailed {
+            detail: format!(
+                "{} frames since the last verified checkpoint could not be checked before this failure: {p}",
+                link.unverified_frames()
+            ),
+        }),
+        e => e,
     }
 }
 

@@ -1,5 +1,15 @@
-//! Key confirmation of a block, by message: a block's key is committed (passed to the key
-//! store) on a side only when both sides computed the same key.
+//! Key confirmation and commit of a block, by message: a block's key is committed (passed to
+//! the key store) on a side only when both sides computed the same key and every frame it
+//! depends on was authenticated in both directions.
+//!
+//! 1. Alice → Bob `KeyConfirm` (checkpoint: Bob's link verifies every frame Alice sent so far);
+//! 2. Bob → Alice `KeyConfirmResult` (checkpoint: Alice's link verifies Bob's frames);
+//! 3. Alice → Bob `KeyCommit` (checkpoint): Alice commits once she sent it, Bob once he read it.
+//!
+//! A session that breaks between 2 and 3 leaves the block committed at Alice only; the resumed
+//! session rolls it back (both sides resume from the last block committed on both). With
+//! `auth_refill_bits`, the first words of each committed key move into the authentication pool
+//! (both sides, at the commit frame) before the rest is delivered.
 //!
 //! Alice hashes her block key with a fresh random 64-bit key of the polynomial hash over
 //! GF(2^64) ([`crate::verification::tag`]) and one-time pads the tag with the last
@@ -13,7 +23,7 @@ use super::StageIo;
 use crate::bits::BitVec;
 use crate::block::{Block, BlockOutcome, ConfirmationReport, SecretKey};
 use crate::classical::{Message, unexpected};
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolError, Result};
 use crate::pipeline::Stage;
 use crate::protocol::Role;
 use rand::Rng;
@@ -51,6 +61,18 @@ impl Stage for ConfirmationStage {
         let pad = u64::from_le_bytes(pad.as_bytes().try_into().expect("8 pad bytes"));
         let bytes = block.key.as_bytes();
         let bits = BitVec::from_bytes_le(bytes, bytes.len() * 8);
+        // Words of the key that refill the authentication pool: public length, same on both.
+        let refill_words = match &s.auth {
+            Some(_) => (s.settings.auth_refill_bits / 64).min((bytes.len() / 8 / 2) as u64) as u32,
+            None => 0,
+        };
+        let refill = || -> Vec<u64> {
+            bytes[..8 * refill_words as usize]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        };
+        let id = block.id;
         let ok = match s.role {
             Role::Alice => {
                 let hash_key = self.io.rng.next_u64();
@@ -58,10 +80,20 @@ impl Stage for ConfirmationStage {
                 self.io
                     .channel
                     .send(&Message::KeyConfirm { hash_key, tag }, &mut block.ledger)?;
-                match self.io.channel.recv(&mut block.ledger)? {
+                let ok = match self.io.channel.recv(&mut block.ledger)? {
                     Message::KeyConfirmResult { ok } => ok,
                     other => return Err(unexpected("KeyConfirmResult", &other)),
+                };
+                if ok && refill_words > 0 {
+                    s.auth.as_ref().expect("pool").register_refill(id, refill());
                 }
+                let commit = Message::KeyCommit {
+                    block: id,
+                    commit: ok,
+                    refill_words: if ok { refill_words } else { 0 },
+                };
+                self.io.channel.send(&commit, &mut block.ledger)?;
+                ok
             }
             Role::Bob => {
                 let (hash_key, tag) = match self.io.channel.recv(&mut block.ledger)? {
@@ -69,17 +101,43 @@ impl Stage for ConfirmationStage {
                     other => return Err(unexpected("KeyConfirm", &other)),
                 };
                 let ok = crate::verification::tag(&s.kernels, &bits, hash_key) ^ pad == tag;
+                if ok && refill_words > 0 {
+                    // Registered before the answer: the link applies it when the commit arrives.
+                    s.auth.as_ref().expect("pool").register_refill(id, refill());
+                }
                 self.io
                     .channel
                     .send(&Message::KeyConfirmResult { ok }, &mut block.ledger)?;
-                ok
+                match self.io.channel.recv(&mut block.ledger)? {
+                    Message::KeyCommit {
+                        block: b,
+                        commit,
+                        refill_words: r,
+                    } if b == id && (!commit || (ok && r == refill_words)) => commit,
+                    Message::KeyCommit { block: b, .. } => {
+                        return Err(ProtocolError::Disagreement {
+                            what: "block commit",
+                            detail: format!(
+                                "Alice's commit of block {b} does not match block {id} (confirmed: {ok}, refill {refill_words} words)"
+                            ),
+                        }
+                        .into());
+                    }
+                    other => return Err(unexpected("KeyCommit", &other)),
+                }
             }
         };
         drop(bits);
+        let refilled = if ok { 64 * u64::from(refill_words) } else { 0 };
         block.report.confirmation = Some(ConfirmationReport {
             confirmed: ok,
             pad_bits: 8 * CONFIRMATION_PAD_BYTES as u64,
+            auth_refill_bits: refilled,
         });
+        if refilled > 0 {
+            // Those words now belong to the authentication pool, not to the delivered key.
+            block.key.drop_front(8 * refill_words as usize);
+        }
         if !ok {
             block.no_key(
                 "key confirmation failed: Alice's and Bob's block keys differ although verification passed; the block is discarded on both sides",

@@ -62,6 +62,8 @@ pub struct Session {
     /// Alarms this party raised before the blocks (Alice's watchdog, Bob's arrival times);
     /// they abort the first block.
     pub run_alarms: Vec<crate::monitors::Alarm>,
+    /// The link's authentication pool (refilled from committed keys).
+    pub auth: Option<Arc<crate::classical::auth::AuthPool>>,
 }
 
 /// A stage's connection to its peer and its randomness.

@@ -1,5 +1,6 @@
-//! In-process transport: a pair of unbounded crossbeam channels. Used for batch runs (both
-//! parties in one process) and tests. Sends never block, so a party never waits on the peer's
+//! In-process transport of one stream: a pair of unbounded crossbeam channels, without the
+//! link's multiplexing and authentication. Used by the error-correction benchmark and unit
+//! tests that run one protocol phase alone. Sends never block, so a party never waits on the peer's
 //! progress to hand over a message. An optional one-way latency simulates a real link.
 
 use super::Transport;
@@ -39,7 +40,11 @@ pub fn pair_with_latency(latency: Duration) -> (InMemoryTransport, InMemoryTrans
 }
 
 impl Transport for InMemoryTransport {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
+    fn send_with(
+        &mut self,
+        frame: Vec<u8>,
+        _opts: super::SendOptions,
+    ) -> Result<(), TransportError> {
         let due = Instant::now() + self.latency;
         self.tx
             .send((due, frame))

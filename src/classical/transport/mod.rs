@@ -4,10 +4,25 @@ pub mod in_memory;
 
 use crate::error::TransportError;
 
+/// How the link treats a frame (see [`crate::classical::link`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Carry an authentication tag over everything sent since the previous checkpoint; the
+    /// peer delivers the frame only once the tag verifies.
+    pub checkpoint: bool,
+    /// Refill the authentication pool with the words registered for this block, at this point
+    /// of the frame order, on both sides.
+    pub refill: Option<u64>,
+}
+
 /// A bidirectional, ordered, reliable frame transport.
 pub trait Transport: Send {
+    /// Send one frame with link options.
+    fn send_with(&mut self, frame: Vec<u8>, opts: SendOptions) -> Result<(), TransportError>;
     /// Send one frame.
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError>;
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
+        self.send_with(frame, SendOptions::default())
+    }
     /// Receive the next frame (blocking).
     fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
 }
