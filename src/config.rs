@@ -70,6 +70,11 @@ pub struct DistillSettings {
     /// (0: none; two-site sessions refill their pre-shared pool this way).
     #[serde(default)]
     pub auth_refill_bits: u64,
+    /// The logs may still be growing: wait for their next blocks (until the log's end, or a
+    /// stop request), and distill every block as soon as it is full (the last, partial block
+    /// of the run is distilled on its own instead of joining the one before).
+    #[serde(default)]
+    pub follow: bool,
 }
 
 /// Largest block: the largest Toeplitz input ([`crate::privacy_amplification::MAX_INPUT_BITS`]).
@@ -117,6 +122,7 @@ impl Default for DistillSettings {
             sift_chunk: 1 << 16,
             queue_capacity: 2,
             auth_refill_bits: 0,
+            follow: false,
         }
     }
 }

@@ -506,6 +506,8 @@ pub fn distill(
         kernels: opts.kernels,
         sync: opts.sync.clone(),
         work_dir: opts.out_dir.clone(),
+        resume: Default::default(),
+        stop: Default::default(),
     };
     let alice = Party::new(a_in, config(Role::Alice))?;
     let bob = Party::new(b_in, config(Role::Bob))?;

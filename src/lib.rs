@@ -56,6 +56,7 @@ pub mod protocols;
 pub mod rng;
 pub mod sifting;
 pub mod sim;
+pub mod site;
 pub mod stages;
 pub mod sync;
 pub mod verification;

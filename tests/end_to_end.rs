@@ -1074,7 +1074,7 @@ fn a_settings_mismatch_is_refused_naming_the_setting() {
     impl KeySink for Discard {
         fn append(
             &mut self,
-            _: u64,
+            _: &qkd_distill::block::BlockReport,
             _: &qkd_distill::block::SecretKey,
         ) -> qkd_distill::error::Result<()> {
             Ok(())
@@ -1095,6 +1095,8 @@ fn a_settings_mismatch_is_refused_naming_the_setting() {
                 kernels: Kernels::detect(),
                 sync: Default::default(),
                 work_dir: dir.path().to_path_buf(),
+                resume: Default::default(),
+                stop: Default::default(),
             },
         )
         .unwrap()
@@ -1125,6 +1127,8 @@ fn a_settings_mismatch_is_refused_naming_the_setting() {
             kernels: Kernels::detect(),
             sync: Default::default(),
             work_dir: dir.path().to_path_buf(),
+            resume: Default::default(),
+            stop: Default::default(),
         },
     );
     assert!(wrong.is_err());

@@ -42,6 +42,7 @@ const KIND_DATA: u8 = 0;
 const KIND_KEEPALIVE: u8 = 1;
 const KIND_CLOSE: u8 = 2;
 const KIND_HELLO: u8 = 3;
+const KIND_STOP: u8 = 4;
 const FLAG_CHECKPOINT: u8 = 1;
 const FLAG_REFILL: u8 = 2;
 const HEADER_LEN: usize = 1 + 1 + 8 + 4 + 4;
@@ -125,8 +126,9 @@ impl WireWrite for MemoryWire {
 pub struct LinkSession {
     /// Run id of the party's log (zero when unknown).
     pub run_id: [u8; 8],
-    /// Blocks this party has committed in earlier sessions of the run.
-    pub committed_blocks: u64,
+    /// The block after the last one this party committed in earlier sessions of the run (0
+    /// for a fresh run).
+    pub next_block: u64,
 }
 
 /// How a link runs.
@@ -148,6 +150,8 @@ pub struct LinkOptions {
     pub session: LinkSession,
     /// Observer of every sent message frame (audits).
     pub frame_tap: Option<FrameTap>,
+    /// Set when the peer asks to stop at the next block boundary.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl LinkOptions {
@@ -162,6 +166,7 @@ impl LinkOptions {
             send_queue: 64,
             session: LinkSession::default(),
             frame_tap: None,
+            stop: None,
         }
     }
 }
@@ -187,7 +192,7 @@ impl Hello {
         }
         v.extend_from_slice(&self.pool_words.to_le_bytes());
         v.extend_from_slice(&self.session.run_id);
-        v.extend_from_slice(&self.session.committed_blocks.to_le_bytes());
+        v.extend_from_slice(&self.session.next_block.to_le_bytes());
         v
     }
     fn decode(b: &[u8]) -> Option<Hello> {
@@ -203,7 +208,7 @@ impl Hello {
             pool_words: u64_at(35),
             session: LinkSession {
                 run_id: b[43..51].try_into().ok()?,
-                committed_blocks: u64_at(51),
+                next_block: u64_at(51),
             },
         })
     }
@@ -263,7 +268,7 @@ fn decode_frame(b: &[u8]) -> Option<LinkFrame> {
         return None;
     }
     let (kind, flags) = (b[0], b[1]);
-    if kind > KIND_HELLO || flags & !(FLAG_CHECKPOINT | FLAG_REFILL) != 0 {
+    if kind > KIND_STOP || flags & !(FLAG_CHECKPOINT | FLAG_REFILL) != 0 {
         return None;
     }
     let seq = u64::from_le_bytes(b[2..10].try_into().ok()?);
@@ -312,6 +317,7 @@ enum Outgoing {
         payload: Vec<u8>,
         opts: SendOptions,
     },
+    Stop,
 }
 
 /// A stream's inbound queue: the reader thread's end (dropped when the link fails) and the
@@ -546,6 +552,13 @@ impl MuxLink {
     pub fn pool(&self) -> &Arc<AuthPool> {
         &self.pool
     }
+
+    /// Ask the peer to stop at the next block boundary (a signal at this site).
+    pub fn request_stop(&self) {
+        if let Some(out) = &self.out {
+            let _ = out.send(Outgoing::Stop);
+        }
+    }
 }
 
 impl Drop for MuxLink {
@@ -660,6 +673,7 @@ fn writer_loop(
                 payload,
                 opts,
             }) => send(KIND_DATA, stream, payload, opts),
+            Ok(Outgoing::Stop) => send(KIND_STOP, 0, vec![], SendOptions::default()),
             Err(RecvTimeoutError::Timeout) => {
                 send(KIND_KEEPALIVE, 0, vec![], SendOptions::default())
             }
@@ -783,6 +797,11 @@ fn reader_loop(
                 };
                 if q.send(f.payload).is_err() {
                     // The stream's reader is gone (its stage ended): drop the frame.
+                }
+            }
+            KIND_STOP => {
+                if let Some(stop) = &opts.stop {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             KIND_CLOSE => {

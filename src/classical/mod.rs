@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod link;
 pub mod message;
+pub mod tcp;
 pub mod transport;
 pub mod wire;
 

@@ -191,7 +191,7 @@ pub fn run(a: DistillArgs) -> Result<u8> {
 }
 
 /// Removed on drop.
-struct TempFile(PathBuf);
+pub struct TempFile(pub PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {

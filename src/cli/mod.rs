@@ -11,6 +11,7 @@ mod inspect;
 mod keyrate;
 mod output;
 mod simulate;
+mod site;
 mod svg;
 mod sync;
 
@@ -49,6 +50,12 @@ enum Command {
     Export(import::ExportArgs),
     /// Secret-key rate against distance for a device (decoy BB84: GLLP, Lim et al. 2014, PLOB).
     Keyrate(keyrate::KeyrateArgs),
+    /// Create the pre-shared authentication key of two sites: the same pool in two files.
+    AuthKey(site::AuthKeyArgs),
+    /// Run Alice's site: her log, over an authenticated TCP link to Bob's site.
+    Alice(site::AliceArgs),
+    /// Run Bob's site: his detections, over an authenticated TCP link to Alice's site.
+    Bob(site::BobArgs),
 }
 
 /// Parse the command line and run; returns the exit code.
@@ -66,5 +73,8 @@ pub fn run() -> Result<u8> {
         Command::Import(a) => import::run_import(a),
         Command::Export(a) => import::run_export(a),
         Command::Sync(a) => sync::run(a),
+        Command::AuthKey(a) => site::run_auth_key(a),
+        Command::Alice(a) => site::run_alice(a),
+        Command::Bob(a) => site::run_bob(a),
     }
 }

@@ -266,6 +266,7 @@ pub struct DetectionLog {
     header: FileHeader,
     meta: DetectionMeta,
     blocks: Vec<BlockIndex>,
+    finished: bool,
 }
 
 impl DetectionLog {
@@ -273,6 +274,23 @@ impl DetectionLog {
     /// checksums are checked when a block is read ([`DetectionLog::block`]) or by
     /// [`DetectionLog::verify_all`].
     pub fn open(path: &Path) -> Result<DetectionLog> {
+        Self::open_with(path, false)
+    }
+
+    /// Open a log that may still be growing (a rig writing blocks as it goes): an incomplete
+    /// last block and a missing footer are not errors; only complete blocks are indexed and
+    /// [`DetectionLog::is_finished`] says whether the footer was seen. Open it again to see
+    /// the blocks written since.
+    pub fn open_growing(path: &Path) -> Result<DetectionLog> {
+        Self::open_with(path, true)
+    }
+
+    /// The footer was seen: the log is complete.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn open_with(path: &Path, growing: bool) -> Result<DetectionLog> {
         let bytes = FileBytes::open(path)?;
         let header = FileHeader::decode(&bytes, FileKind::DetectionLog, path)?;
         let meta: DetectionMeta = parse_metadata(&header, path)?;
@@ -285,6 +303,9 @@ impl DetectionLog {
                 check_footer(&bytes[off..], off as u64, &blocks, path)?;
                 footer_seen = true;
                 break;
+            }
+            if growing && bytes.len() - off < BLOCK_HEADER_LEN.max(FOOTER_LEN) {
+                break; // the next block (or the footer) is still being written
             }
             framing::need(&bytes, off, BLOCK_HEADER_LEN, "block header", path)?;
             framing::block_magic(&bytes, off, &BLOCK_MAGIC, "detection log block", path)?;
@@ -312,6 +333,9 @@ impl DetectionLog {
                 .into());
             }
             let total = BLOCK_HEADER_LEN + plen + CHECKSUM_LEN;
+            if growing && bytes.len() - off < total {
+                break;
+            }
             framing::need(&bytes, off, total, "block payload and checksum", path)?;
             blocks.push(BlockIndex {
                 offset: off as u64,
@@ -322,7 +346,7 @@ impl DetectionLog {
             });
             off += total;
         }
-        if !footer_seen {
+        if !footer_seen && !growing {
             return Err(FormatError::Truncated {
                 path: p(),
                 offset: off as u64,
@@ -337,7 +361,17 @@ impl DetectionLog {
             header,
             meta,
             blocks,
+            finished: footer_seen,
         })
+    }
+
+    /// Let the kernel drop the mapped pages of block `i` (its records were consumed), so that
+    /// a long run's resident memory stays flat. A no-op for logs read into memory.
+    pub fn release(&self, i: usize) {
+        if let Some(b) = self.blocks.get(i) {
+            let len = BLOCK_HEADER_LEN + b.n_records as usize * RECORD_LEN + CHECKSUM_LEN;
+            self.bytes.release(b.offset as usize, len);
+        }
     }
 
     /// The file's path.
@@ -453,16 +487,24 @@ pub struct RecordCursor {
     block: usize,
     record: usize,
     verified: Option<usize>,
+    follow: Option<super::Follow>,
 }
 
 impl RecordCursor {
     /// A cursor at the first record of `log`.
     pub fn new(log: std::sync::Arc<DetectionLog>) -> Self {
+        Self::following(log, None)
+    }
+
+    /// A cursor that, with `follow`, waits for a log still being written (until its footer,
+    /// or a stop request).
+    pub fn following(log: std::sync::Arc<DetectionLog>, follow: Option<super::Follow>) -> Self {
         RecordCursor {
             log,
             block: 0,
             record: 0,
             verified: None,
+            follow,
         }
     }
 
@@ -473,20 +515,29 @@ impl RecordCursor {
 
     /// The next record and its byte offset, without consuming it.
     pub fn peek(&mut self) -> Result<Option<(Record, u64)>> {
-        while self.block < self.log.blocks().len() {
-            if self.verified != Some(self.block) {
-                self.log.block(self.block)?;
-                self.verified = Some(self.block);
+        loop {
+            while self.block < self.log.blocks().len() {
+                if self.verified != Some(self.block) {
+                    self.log.block(self.block)?;
+                    self.verified = Some(self.block);
+                }
+                let recs = self.log.block_trusted(self.block);
+                if self.record < recs.len() {
+                    let off = self.log.record_offset(self.block, self.record);
+                    return Ok(Some((recs.get(self.record), off)));
+                }
+                self.log.release(self.block);
+                self.block += 1;
+                self.record = 0;
             }
-            let recs = self.log.block_trusted(self.block);
-            if self.record < recs.len() {
-                let off = self.log.record_offset(self.block, self.record);
-                return Ok(Some((recs.get(self.record), off)));
+            match &self.follow {
+                Some(f) if !self.log.is_finished() && !f.stopped() => {
+                    f.wait();
+                    self.log = std::sync::Arc::new(DetectionLog::open_growing(self.log.path())?);
+                }
+                _ => return Ok(None),
             }
-            self.block += 1;
-            self.record = 0;
         }
-        Ok(None)
     }
 
     /// The next record and its byte offset.

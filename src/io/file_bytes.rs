@@ -67,6 +67,26 @@ impl FileBytes {
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped(_))
     }
+
+    /// Drop the resident pages of `[offset, offset + len)` of a mapping (they are read again
+    /// from the file if touched later); no effect on bytes read into memory.
+    pub fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let Storage::Mapped(m) = &self.storage {
+            let page = 4096;
+            let start = offset.div_ceil(page) * page;
+            let end = ((offset + len) / page * page).min(m.len());
+            if end > start {
+                // SAFETY: a read-only private file mapping: dropped pages are faulted in again
+                // from the file, so no data the program can observe changes.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
 }
 
 impl Deref for FileBytes {

@@ -17,6 +17,26 @@ pub mod import;
 pub mod prep_log;
 
 pub use atomic_file::AtomicFile;
+
+/// How a reader waits for a log that is still being written (`--follow`).
+#[derive(Debug, Clone)]
+pub struct Follow {
+    /// Stop waiting (and end as if the log ended) once set.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How often to look for new blocks.
+    pub poll: std::time::Duration,
+}
+
+impl Follow {
+    /// True once a stop was requested.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Wait one poll interval.
+    pub fn wait(&self) {
+        std::thread::sleep(self.poll);
+    }
+}
 pub use detection_log::{DetectionLog, DetectionLogWriter, Record, RecordKind};
 pub use file_bytes::FileBytes;
 pub use header::{FileHeader, FileKind, RunId};

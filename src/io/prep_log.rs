@@ -91,11 +91,37 @@ pub struct PrepLog {
     header: FileHeader,
     meta: PrepMeta,
     blocks: Vec<SlotBlockIndex>,
+    finished: bool,
 }
 
 impl PrepLog {
     /// Open and index `path` (framing checked; checksums checked on access).
     pub fn open(path: &Path) -> Result<PrepLog> {
+        Self::open_with(path, false)
+    }
+
+    /// Open a log that may still be growing: an incomplete last block is not an error, only
+    /// complete blocks are indexed, and [`PrepLog::is_finished`] says whether the blocks cover
+    /// the `total_slots` the metadata announces (0 while a rig does not know it yet).
+    pub fn open_growing(path: &Path) -> Result<PrepLog> {
+        Self::open_with(path, true)
+    }
+
+    /// The blocks cover the announced slots: the log is complete.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Let the kernel drop the mapped pages of block `i` (consumed).
+    pub fn release(&self, i: usize) {
+        if let Some(b) = self.blocks.get(i) {
+            let len =
+                BLOCK_HEADER_LEN + N_PLANES * 8 * words_for(b.n_slots as usize) + CHECKSUM_LEN;
+            self.bytes.release(b.offset as usize, len);
+        }
+    }
+
+    fn open_with(path: &Path, growing: bool) -> Result<PrepLog> {
         let bytes = FileBytes::open(path)?;
         let header = FileHeader::decode(&bytes, FileKind::PrepLog, path)?;
         let meta: PrepMeta = parse_metadata(&header, path)?;
@@ -109,6 +135,9 @@ impl PrepLog {
         let mut off = header.header_len;
         let mut next_slot = 0u64;
         while off < bytes.len() {
+            if growing && bytes.len() - off < BLOCK_HEADER_LEN {
+                break;
+            }
             framing::need(&bytes, off, BLOCK_HEADER_LEN, "slot block header", path)?;
             framing::block_magic(&bytes, off, &BLOCK_MAGIC, "preparation log block", path)?;
             let b = &bytes[off..];
@@ -148,6 +177,9 @@ impl PrepLog {
                 ));
             }
             let total = BLOCK_HEADER_LEN + plen + CHECKSUM_LEN;
+            if growing && bytes.len() - off < total {
+                break;
+            }
             framing::need(&bytes, off, total, "slot block payload and checksum", path)?;
             blocks.push(SlotBlockIndex {
                 offset: off as u64,
@@ -157,7 +189,8 @@ impl PrepLog {
             next_slot += u64::from(n_slots);
             off += total;
         }
-        if next_slot != meta.total_slots {
+        let finished = next_slot == meta.total_slots && (meta.total_slots > 0 || !growing);
+        if (!growing && !finished) || (meta.total_slots > 0 && next_slot > meta.total_slots) {
             return Err(FormatError::InvalidField {
                 path: p(),
                 offset: off as u64,
@@ -174,6 +207,7 @@ impl PrepLog {
             header,
             meta,
             blocks,
+            finished,
         })
     }
 
@@ -268,7 +302,12 @@ impl PrepLog {
 
     /// Index of the block holding `slot`.
     pub fn block_of_slot(&self, slot: u64) -> Option<usize> {
-        if slot >= self.meta.total_slots {
+        // The blocks indexed so far (a growing log may not cover its announced total yet).
+        let end = self
+            .blocks
+            .last()
+            .map_or(0, |b| b.first_slot + u64::from(b.n_slots));
+        if slot >= end {
             return None;
         }
         let i = self.blocks.partition_point(|b| b.first_slot <= slot);

@@ -6,7 +6,7 @@
 //! removed, so an aborted run leaves no key bits behind. An existing key file is never
 //! overwritten unless asked. Keys are raw bytes: bit i of the key is bit i mod 8 of byte i/8.
 
-use crate::block::SecretKey;
+use crate::block::{BlockReport, SecretKey};
 use crate::error::Result;
 use crate::io::AtomicFile;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,16 @@ use std::path::{Path, PathBuf};
 /// Where a party's confirmed block keys go. Called in block order, only for blocks with key,
 /// only after both parties confirmed the block.
 pub trait KeySink: Send + 'static {
-    /// Store the key of `block`.
-    fn append(&mut self, block: u64, key: &SecretKey) -> Result<()>;
+    /// Store the key of `block` (its report says which block it is, where it ends in the run,
+    /// and how it was verified).
+    fn append(&mut self, block: &BlockReport, key: &SecretKey) -> Result<()>;
+    /// Keep only the blocks before `first_block`: the later ones were committed here but not
+    /// at the peer (a session that broke between the two commits), so they are discarded on
+    /// resumption. Called only after the peer's resume point was authenticated.
+    fn rollback(&mut self, first_block: u64) -> Result<()> {
+        let _ = first_block;
+        Ok(())
+    }
 }
 
 /// A party's key file.
@@ -50,7 +58,7 @@ impl KeyFile {
 }
 
 impl KeySink for KeyFile {
-    fn append(&mut self, _block: u64, key: &SecretKey) -> Result<()> {
+    fn append(&mut self, _block: &BlockReport, key: &SecretKey) -> Result<()> {
         let bytes = key.as_bytes();
         self.file.write_all(bytes)?;
         self.secret_bits += bytes.len() as u64 * 8;

@@ -4,7 +4,7 @@
 //! version chosen, the block size both use (Bob resolves `auto` from his detection count) and
 //! whether his log needs time synchronisation first.
 
-use super::PartyInput;
+use super::{PartyInput, Resume};
 use crate::classical::message::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::classical::{ClassicalChannel, Message, unexpected};
 use crate::config::DistillSettings;
@@ -36,6 +36,8 @@ pub struct Agreed {
 struct HelloSettings {
     settings: DistillSettings,
     decoy: Option<DecoyParams>,
+    #[serde(default)]
+    resume: Resume,
 }
 
 /// The settings two parties disagree on, named: `name: Alice …, Bob …` for each.
@@ -70,11 +72,13 @@ pub fn alice(
     input: &PartyInput,
     protocol: ProtocolKind,
     settings: &DistillSettings,
+    resume: Resume,
 ) -> Result<Agreed> {
     let decoy = input.decoy().cloned();
     let hello = HelloSettings {
         settings: settings.clone(),
         decoy: decoy.clone(),
+        resume,
     };
     let run_id = input.run_id();
     let total_slots = input.total_slots().unwrap_or(0);
@@ -139,6 +143,7 @@ pub fn bob(
     input: &PartyInput,
     protocol: ProtocolKind,
     settings: &DistillSettings,
+    resume: Resume,
 ) -> Result<Agreed> {
     let (version_min, version_max, their_protocol, run_id, total_slots, text) =
         match ch.recv(&mut LeakageLedger::default())? {
@@ -186,8 +191,11 @@ pub fn bob(
         ));
         return Err(refuse(ch, e.into()));
     }
+    // A log still being written may not know its length yet (0).
     if let Some(t) = input.total_slots()
         && t != total_slots
+        && t != 0
+        && total_slots != 0
     {
         let e = ConfigError::Mismatch(format!(
             "{} covers {t} slots, Alice's log {total_slots}",
@@ -207,6 +215,19 @@ pub fn bob(
         let e = ProtocolError::Disagreement {
             what: "session settings",
             detail: diff.join("; "),
+        };
+        return Err(refuse(ch, e.into()));
+    }
+    if hello.resume != resume {
+        let e = ProtocolError::Disagreement {
+            what: "resume point",
+            detail: format!(
+                "Alice resumes at block {} (slot {}), Bob at block {} (slot {})",
+                hello.resume.first_block,
+                hello.resume.start_slot,
+                resume.first_block,
+                resume.start_slot
+            ),
         };
         return Err(refuse(ch, e.into()));
     }

@@ -36,7 +36,9 @@ use crate::stages::sifting::SiftingSource;
 use crate::stages::verification::VerificationStage;
 use crate::stages::{Session, StageIo, StreamId};
 pub use handshake::Agreed;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 /// A party's input log.
@@ -50,6 +52,23 @@ pub enum PartyInput {
 }
 
 impl PartyInput {
+    /// Open a log that may still be growing (`--follow`): only its complete blocks are read
+    /// now; the sifting waits for the rest.
+    pub fn open_growing(path: &Path) -> Result<PartyInput> {
+        Ok(match Self::open_magic(path)? {
+            true => PartyInput::Preparation(Arc::new(PrepLog::open_growing(path)?)),
+            false => PartyInput::Detections(Arc::new(DetectionLog::open_growing(path)?)),
+        })
+    }
+
+    fn open_magic(path: &Path) -> Result<bool> {
+        use std::io::Read;
+        let mut magic = [0u8; 8];
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
+        Ok(n == 8 && magic == FileKind::PrepLog.magic())
+    }
+
     /// Open a log, by its magic bytes.
     pub fn open(path: &Path) -> Result<PartyInput> {
         use std::io::Read;
@@ -124,6 +143,16 @@ impl PartyInput {
     }
 }
 
+/// Where a session resumes a run: the first block it produces and the first slot it reads
+/// (after the last slot of the last block committed on both sides).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Block id of the session's first block.
+    pub first_block: u64,
+    /// First slot to sift.
+    pub start_slot: u64,
+}
+
 /// How a party runs.
 #[derive(Debug, Clone)]
 pub struct PartyConfig {
@@ -139,6 +168,26 @@ pub struct PartyConfig {
     pub sync: crate::sync::SyncOptions,
     /// Directory for this party's temporary files (the synchronised log).
     pub work_dir: PathBuf,
+    /// Where the session resumes the run (both parties must say the same).
+    pub resume: Resume,
+    /// Set to stop at the next block boundary.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl PartyConfig {
+    /// A fresh run for `role` with `settings`, the detected kernels and OS randomness.
+    pub fn new(role: Role, settings: DistillSettings, work_dir: PathBuf) -> PartyConfig {
+        PartyConfig {
+            role,
+            settings,
+            deterministic_seed: None,
+            kernels: Kernels::detect(),
+            sync: Default::default(),
+            work_dir,
+            resume: Resume::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 /// What a party reports after its run (its own view; Bob's includes the corrected error
@@ -283,9 +332,10 @@ impl Party {
     fn handshake(&self, link: &dyn Link) -> Result<Agreed> {
         let mut ch = link.open(StreamId::HANDSHAKE)?;
         let s = &self.config.settings;
+        let r = self.config.resume;
         match self.config.role {
-            Role::Alice => handshake::alice(&mut ch, &self.input, self.protocol, s),
-            Role::Bob => handshake::bob(&mut ch, &self.input, self.protocol, s),
+            Role::Alice => handshake::alice(&mut ch, &self.input, self.protocol, s, r),
+            Role::Bob => handshake::bob(&mut ch, &self.input, self.protocol, s, r),
         }
     }
 
@@ -378,26 +428,35 @@ impl Party {
         &self,
         synced: Option<&Arc<DetectionLog>>,
         progress: Arc<dyn Progress + Send + Sync>,
+        follow: Option<crate::io::Follow>,
     ) -> Result<Box<dyn SiftingSide>> {
         let role = self.config.role;
+        let start = self.config.resume.start_slot;
+        let f = follow.clone();
         Ok(match (&self.input, self.protocol) {
             (PartyInput::Preparation(prep), _) => {
-                Box::new(protocols::bb84::AliceSifting::new(prep.clone()))
+                Box::new(protocols::bb84::AliceSifting::new(prep.clone(), f))
             }
             (PartyInput::Detections(det), ProtocolKind::Bb84) => {
                 let log = synced.unwrap_or(det).clone();
-                Box::new(protocols::bb84::BobSifting::new(log, progress)?)
+                Box::new(protocols::bb84::BobSifting::new(log, progress, start, f)?)
             }
             (PartyInput::Detections(det), p @ (ProtocolKind::E91 | ProtocolKind::Bbm92)) => {
                 let v = entangled::Variant::of(p).expect("entangled protocol");
                 match role {
-                    Role::Alice => Box::new(entangled::AliceSifting::new(det.clone(), v)?),
-                    Role::Bob => Box::new(entangled::BobSifting::new(det.clone(), v, progress)?),
+                    Role::Alice => Box::new(entangled::AliceSifting::new(det.clone(), v, f)?),
+                    Role::Bob => Box::new(entangled::BobSifting::new(
+                        det.clone(),
+                        v,
+                        progress,
+                        start,
+                        f,
+                    )?),
                 }
             }
             (PartyInput::Detections(det), ProtocolKind::Noh09) => match role {
-                Role::Alice => Box::new(noh09::AliceSifting::new(det.clone(), progress)),
-                Role::Bob => Box::new(noh09::BobSifting::new(det.clone())),
+                Role::Alice => Box::new(noh09::AliceSifting::new(det.clone(), progress, start, f)),
+                Role::Bob => Box::new(noh09::BobSifting::new(det.clone(), f)),
             },
         })
     }
@@ -413,6 +472,14 @@ impl Party {
         let role = self.config.role;
         let agreed = self.handshake(link.as_ref())?;
         result.agreed = Some(agreed.clone());
+        // The peer's resume point is authenticated now: discard what was committed here but
+        // not there, in the key sink and in the authentication pool.
+        let first = self.config.resume.first_block;
+        if let Some(pool) = link.auth_pool() {
+            pool.set_run(&self.input.run_id().to_string());
+            pool.rollback_refills(first)?;
+        }
+        sink.as_mut().expect("sink present").rollback(first)?;
         let synced = self.synchronise(link.as_ref(), &agreed, result)?;
         let (run_alarms, calibration) = self.run_monitors(result)?;
         let session = Arc::new(Session {
@@ -425,8 +492,14 @@ impl Party {
             calibration,
             run_alarms,
             auth: link.auth_pool(),
+            resume: self.config.resume,
+            stop: self.config.stop.clone(),
         });
-        let seed = self.config.deterministic_seed;
+        // A resumed session must not repeat a deterministic stream (test mode only).
+        let seed = self
+            .config
+            .deterministic_seed
+            .map(|s| s.wrapping_add(first.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         let io = |stream: u32| -> Result<StageIo> {
             Ok(StageIo {
                 session: session.clone(),
@@ -435,7 +508,11 @@ impl Party {
                 traffic: traffic.clone(),
             })
         };
-        let side = self.sifting_side(synced.as_ref().map(|(l, _)| l), progress)?;
+        let follow = agreed.settings.follow.then(|| crate::io::Follow {
+            stop: self.config.stop.clone(),
+            poll: std::time::Duration::from_millis(100),
+        });
+        let side = self.sifting_side(synced.as_ref().map(|(l, _)| l), progress, follow)?;
         let source = SiftingSource::new(io(StreamId::SIFTING)?, side);
         let estimation = EstimationStage::new(io(StreamId::ESTIMATION)?);
         let workers = (0..agreed.settings.ec_workers)
@@ -444,7 +521,7 @@ impl Party {
         let verification = VerificationStage::new(io(StreamId::VERIFICATION)?);
         let amplification = AmplificationStage::new(io(StreamId::AMPLIFICATION)?);
         let confirmation = ConfirmationStage::new(io(StreamId::CONFIRMATION)?);
-        let mut p = Pipeline::new(agreed.settings.queue_capacity);
+        let mut p = Pipeline::new(agreed.settings.queue_capacity).starting_at(first);
         let f = p.source(source);
         let f = p.stage(f, estimation);
         let f = p.pool(f, workers);
@@ -511,12 +588,12 @@ struct Collected<S> {
 impl<S: KeySink> Collected<S> {
     fn push(&mut self, block: Block<SecretKey>) -> Result<()> {
         let bytes = block.key.as_bytes().len() as u64;
-        if bytes > 0 {
-            self.sink.append(block.id, &block.key)?;
-            self.secret_bits += 8 * bytes;
-        }
         let mut report = block.report.clone();
         report.ledger = block.ledger;
+        if bytes > 0 {
+            self.sink.append(&report, &block.key)?;
+            self.secret_bits += 8 * bytes;
+        }
         self.blocks.push(report);
         Ok(())
     }

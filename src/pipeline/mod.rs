@@ -23,7 +23,8 @@ use std::time::Instant;
 
 /// Something that flows through a pipeline.
 pub trait Item: Send + 'static {
-    /// Sequence number: 0, 1, 2, … in source order.
+    /// Sequence number: consecutive in source order, from the pipeline's first sequence number
+    /// ([`Pipeline::starting_at`], 0 by default).
     fn seq(&self) -> u64;
     /// Payload size in bits, for throughput metrics.
     fn size_bits(&self) -> u64 {
@@ -106,6 +107,7 @@ pub struct Flow<T> {
 /// A pipeline under construction / running.
 pub struct Pipeline {
     capacity: usize,
+    first_seq: u64,
     shared: Arc<Shared>,
     handles: Vec<JoinHandle<Result<()>>>,
 }
@@ -115,11 +117,18 @@ impl Pipeline {
     pub fn new(capacity: usize) -> Pipeline {
         Pipeline {
             capacity: capacity.max(1),
+            first_seq: 0,
             shared: Arc::new(Shared {
                 metrics: Mutex::new(Vec::new()),
             }),
             handles: Vec::new(),
         }
+    }
+
+    /// The source's first item has sequence number `seq` (a resumed run).
+    pub fn starting_at(mut self, seq: u64) -> Pipeline {
+        self.first_seq = seq;
+        self
     }
 
     fn spawn(&mut self, name: &str, f: impl FnOnce() -> Result<()> + Send + 'static) {
@@ -220,8 +229,9 @@ impl Pipeline {
         });
         // In-order merge.
         let (out_tx, out_rx) = bounded(self.capacity);
+        let first = self.first_seq;
         self.spawn("merge", move || {
-            let mut next = 0u64;
+            let mut next = first;
             let mut pending: BTreeMap<u64, S::Out> = BTreeMap::new();
             for item in merge_rx {
                 pending.insert(item.seq(), item);
@@ -232,7 +242,14 @@ impl Pipeline {
                     }
                 }
             }
-            Ok(())
+            // Items that never found their turn are a broken sequence, never silently dropped.
+            match pending.keys().next() {
+                None => Ok(()),
+                Some(&seq) => Err(crate::error::ProtocolError::Malformed(format!(
+                    "pipeline item {seq} never reached the in-order merge's turn (expected {next})"
+                ))
+                .into()),
+            }
         });
         Flow { rx: out_rx }
     }

@@ -76,6 +76,44 @@ fn pool_preserves_order_and_counts() {
 }
 
 #[test]
+fn a_pool_resumes_at_any_first_sequence_number() {
+    // Before: the merge waited for item 0 and dropped everything of a resumed run.
+    let mut p = Pipeline::new(2).starting_at(50);
+    let f = p.source(Count { next: 50, end: 120 });
+    let squares = (0..3)
+        .map(|_| Square {
+            fail_at: None,
+            slow_odd: true,
+        })
+        .collect();
+    let f = p.pool(f, squares);
+    let h = p.sink(f, "collect", Vec::new(), |v: &mut Vec<u64>, n: N| {
+        v.push(n.1);
+        Ok(())
+    });
+    let (got, r) = h.join().unwrap();
+    r.unwrap();
+    p.join().unwrap();
+    assert_eq!(got, (50..120u64).map(|x| x * x).collect::<Vec<_>>());
+    // A sequence that does not start where the pipeline says is an error, not a silent loss.
+    let mut p = Pipeline::new(2);
+    let f = p.source(Count { next: 5, end: 9 });
+    let squares = (0..2)
+        .map(|_| Square {
+            fail_at: None,
+            slow_odd: false,
+        })
+        .collect();
+    let f = p.pool(f, squares);
+    let h = p.sink(f, "collect", Vec::new(), |v: &mut Vec<u64>, n: N| {
+        v.push(n.1);
+        Ok(())
+    });
+    let _ = h.join().unwrap();
+    assert!(p.join().is_err());
+}
+
+#[test]
 fn a_failing_stage_stops_the_pipeline_with_its_error() {
     let mut p = Pipeline::new(1);
     let f = p.source(Count {

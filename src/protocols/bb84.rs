@@ -28,10 +28,10 @@ pub struct AliceSifting {
 }
 
 impl AliceSifting {
-    /// Alice's side over her preparation log.
-    pub fn new(log: Arc<PrepLog>) -> Self {
+    /// Alice's side over her preparation log (waited for while it grows, with `follow`).
+    pub fn new(log: Arc<PrepLog>, follow: Option<crate::io::Follow>) -> Self {
         AliceSifting {
-            cursor: PrepCursor::new(log),
+            cursor: PrepCursor::new(log, follow),
             last_slot: None,
         }
     }
@@ -99,12 +99,21 @@ pub struct BobSifting {
     reported_slot: u64,
     ignored_records: u64,
     progress: Arc<dyn Progress + Send + Sync>,
+    start_slot: u64,
+    follow: Option<crate::io::Follow>,
 }
 
 impl BobSifting {
     /// Bob's side over his detection log. Fails if the log is not slot-annotated or its
     /// detector map is incomplete.
-    pub fn new(log: Arc<DetectionLog>, progress: Arc<dyn Progress + Send + Sync>) -> Result<Self> {
+    /// Sifting starts at `start_slot` (a resumed run); with `follow`, a log still being
+    /// written is waited for.
+    pub fn new(
+        log: Arc<DetectionLog>,
+        progress: Arc<dyn Progress + Send + Sync>,
+        start_slot: u64,
+        follow: Option<crate::io::Follow>,
+    ) -> Result<Self> {
         let path = log.path().to_path_buf();
         if log.header().flags & FLAG_SLOT_ANNOTATED == 0 {
             return Err(FormatError::InvalidField {
@@ -147,13 +156,20 @@ impl BobSifting {
             reported_slot: 0,
             ignored_records: 0,
             progress,
+            start_slot,
+            follow,
         })
     }
 }
 
 impl SiftingSide for BobSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
-        let (det, last) = self.fill_chunk(cx.settings.sift_chunk, cx.rng)?;
+        // A stop request ends the announcements at this chunk boundary, as if the log ended.
+        let (det, last) = if cx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            (BobDetections::default(), true)
+        } else {
+            self.fill_chunk(cx.settings.sift_chunk, cx.rng)?
+        };
         let info = ChunkInfo {
             multi: det.multi_clicks,
             cross: det.cross_basis_clicks,
@@ -191,67 +207,82 @@ impl BobSifting {
         rng: &mut rand_chacha::ChaCha20Rng,
     ) -> Result<(BobDetections, bool)> {
         let mut det = BobDetections::default();
-        let total_slots = self.log.meta().total_slots;
-        let log = self.log.clone();
-        while self.block < log.blocks().len() {
-            let recs = log.block(self.block)?;
-            let base =
-                log.blocks()[self.block].offset + crate::io::detection_log::BLOCK_HEADER_LEN as u64;
-            while self.record < recs.len() {
-                if det.len() >= chunk {
-                    self.report_progress();
-                    return Ok((det, false));
-                }
-                let i = self.record;
-                self.record += 1;
-                let r = recs.get(i);
-                if r.kind != RecordKind::Detection {
-                    self.ignored_records += 1;
-                    continue;
-                }
-                let offset = base + (i * crate::io::detection_log::RECORD_LEN) as u64;
-                let bad = |field: &'static str, message: String| -> Error {
-                    FormatError::InvalidField {
-                        path: log.path().to_path_buf(),
-                        offset,
-                        field,
-                        message,
+        loop {
+            let total_slots = self.log.meta().total_slots;
+            let log = self.log.clone();
+            while self.block < log.blocks().len() {
+                let recs = log.block(self.block)?;
+                let base = log.blocks()[self.block].offset
+                    + crate::io::detection_log::BLOCK_HEADER_LEN as u64;
+                while self.record < recs.len() {
+                    if det.len() >= chunk {
+                        self.report_progress();
+                        return Ok((det, false));
                     }
-                    .into()
-                };
-                let state = self.states.get(r.channel as usize).copied().flatten().ok_or_else(|| {
+                    let i = self.record;
+                    self.record += 1;
+                    let r = recs.get(i);
+                    if r.kind != RecordKind::Detection {
+                        self.ignored_records += 1;
+                        continue;
+                    }
+                    let offset = base + (i * crate::io::detection_log::RECORD_LEN) as u64;
+                    let bad = |field: &'static str, message: String| -> Error {
+                        FormatError::InvalidField {
+                            path: log.path().to_path_buf(),
+                            offset,
+                            field,
+                            message,
+                        }
+                        .into()
+                    };
+                    let state = self.states.get(r.channel as usize).copied().flatten().ok_or_else(|| {
                     bad("channel", format!("detection on channel {} which has no (basis, value) in the metadata", r.channel))
                 })?;
-                if r.time < 0 || total_slots.is_some_and(|t| r.time as u64 >= t) {
-                    return Err(bad(
-                        "slot",
-                        format!(
-                            "slot {} outside the run's {} slots",
-                            r.time,
-                            total_slots.unwrap_or(0)
-                        ),
-                    ));
+                    if r.time < 0 || total_slots.is_some_and(|t| r.time as u64 >= t) {
+                        return Err(bad(
+                            "slot",
+                            format!(
+                                "slot {} outside the run's {} slots",
+                                r.time,
+                                total_slots.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    if self.prev_slot.is_some_and(|p| r.time < p) {
+                        return Err(bad(
+                            "slot",
+                            format!(
+                                "slot {} after slot {}: detections must be sorted",
+                                r.time,
+                                self.prev_slot.unwrap()
+                            ),
+                        ));
+                    }
+                    self.prev_slot = Some(r.time);
+                    let slot = r.time as u64;
+                    if slot < self.start_slot {
+                        continue; // committed in an earlier session
+                    }
+                    if self.group_slot != Some(slot) {
+                        self.flush_group(&mut det, rng);
+                        self.group_slot = Some(slot);
+                    }
+                    self.group.push(state);
                 }
-                if self.prev_slot.is_some_and(|p| r.time < p) {
-                    return Err(bad(
-                        "slot",
-                        format!(
-                            "slot {} after slot {}: detections must be sorted",
-                            r.time,
-                            self.prev_slot.unwrap()
-                        ),
-                    ));
-                }
-                self.prev_slot = Some(r.time);
-                let slot = r.time as u64;
-                if self.group_slot != Some(slot) {
-                    self.flush_group(&mut det, rng);
-                    self.group_slot = Some(slot);
-                }
-                self.group.push(state);
+                log.release(self.block);
+                self.block += 1;
+                self.record = 0;
             }
-            self.block += 1;
-            self.record = 0;
+            // A log still being written: wait for its next blocks (chunks stay full, so the
+            // blocks are cut at the same places however the log arrives).
+            match &self.follow {
+                Some(f) if !log.is_finished() && !f.stopped() => {
+                    f.wait();
+                    self.log = Arc::new(DetectionLog::open_growing(log.path())?);
+                }
+                _ => break,
+            }
         }
         self.flush_group(&mut det, rng);
         self.report_progress();

@@ -323,10 +323,15 @@ struct Detections {
     cursor: RecordCursor,
     settings: u8,
     prev: Option<i64>,
+    start_slot: u64,
 }
 
 impl Detections {
-    fn new(log: Arc<DetectionLog>) -> Result<Self> {
+    fn new(
+        log: Arc<DetectionLog>,
+        start_slot: u64,
+        follow: Option<crate::io::Follow>,
+    ) -> Result<Self> {
         let settings = log
             .meta()
             .extra
@@ -340,9 +345,10 @@ impl Detections {
                 message: "field `angles`: one to four measurement angles are required".into(),
             })? as u8;
         Ok(Detections {
-            cursor: RecordCursor::new(log),
+            cursor: RecordCursor::following(log, follow),
             settings,
             prev: None,
+            start_slot,
         })
     }
 
@@ -388,6 +394,9 @@ impl Detections {
                 ));
             }
             self.prev = Some(r.time);
+            if (r.time as u64) < self.start_slot {
+                continue; // committed in an earlier session
+            }
             return Ok(Some((r.time as u64, setting as u8, r.channel % 2 == 1)));
         }
     }
@@ -434,10 +443,12 @@ impl BobSifting {
         log: Arc<DetectionLog>,
         variant: Variant,
         progress: Arc<dyn Progress + Send + Sync>,
+        start_slot: u64,
+        follow: Option<crate::io::Follow>,
     ) -> Result<Self> {
         progress.start("distill", slots_of(&log));
         Ok(BobSifting {
-            det: Detections::new(log)?,
+            det: Detections::new(log, start_slot, follow)?,
             variant,
             progress,
             reported: 0,
@@ -457,8 +468,9 @@ pub fn slots_of(log: &DetectionLog) -> u64 {
 impl SiftingSide for BobSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
         let (mut slots, mut settings, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
         let mut last = true;
-        while let Some((slot, setting, outcome)) = self.det.next()? {
+        while let Some((slot, setting, outcome)) = if stopping { None } else { self.det.next()? } {
             slots.push(slot);
             settings.push(setting);
             outcomes.push(outcome);
@@ -533,9 +545,13 @@ pub struct AliceSifting {
 
 impl AliceSifting {
     /// Alice's side over her log.
-    pub fn new(log: Arc<DetectionLog>, variant: Variant) -> Result<Self> {
+    pub fn new(
+        log: Arc<DetectionLog>,
+        variant: Variant,
+        follow: Option<crate::io::Follow>,
+    ) -> Result<Self> {
         Ok(AliceSifting {
-            det: Detections::new(log)?,
+            det: Detections::new(log, 0, follow)?,
             variant,
             pending: None,
             last_slot: None,

@@ -209,10 +209,20 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(log: Arc<DetectionLog>) -> Self {
+    fn new(log: Arc<DetectionLog>, follow: Option<crate::io::Follow>) -> Self {
         Slots {
-            cursor: RecordCursor::new(log),
+            cursor: RecordCursor::following(log, follow),
             prev: None,
+        }
+    }
+
+    /// The next slot at or after `start`.
+    fn next_from(&mut self, start: u64) -> Result<Option<Slot>> {
+        loop {
+            match self.next()? {
+                Some(s) if s.slot < start => continue,
+                other => return Ok(other),
+            }
         }
     }
 
@@ -283,16 +293,23 @@ pub struct AliceSifting {
     slots: Slots,
     progress: Arc<dyn Progress + Send + Sync>,
     reported: u64,
+    start_slot: u64,
 }
 
 impl AliceSifting {
-    /// Alice's side over her log.
-    pub fn new(log: Arc<DetectionLog>, progress: Arc<dyn Progress + Send + Sync>) -> Self {
+    /// Alice's side over her log, from `start_slot` (a resumed run).
+    pub fn new(
+        log: Arc<DetectionLog>,
+        progress: Arc<dyn Progress + Send + Sync>,
+        start_slot: u64,
+        follow: Option<crate::io::Follow>,
+    ) -> Self {
         progress.start("distill", super::entangled::slots_of(&log));
         AliceSifting {
-            slots: Slots::new(log),
+            slots: Slots::new(log, follow),
             progress,
             reported: 0,
+            start_slot,
         }
     }
 }
@@ -300,8 +317,13 @@ impl AliceSifting {
 impl SiftingSide for AliceSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
         let (mut slots, mut bits) = (Vec::new(), BitVec::new());
+        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
         let mut last = true;
-        while let Some(s) = self.slots.next()? {
+        while let Some(s) = if stopping {
+            None
+        } else {
+            self.slots.next_from(self.start_slot)?
+        } {
             if s.clicks[D2 as usize] && !s.clicks[D1 as usize] {
                 slots.push(s.slot);
                 bits.push(s.bit);
@@ -364,9 +386,9 @@ pub struct BobSifting {
 
 impl BobSifting {
     /// Bob's side over his log.
-    pub fn new(log: Arc<DetectionLog>) -> Self {
+    pub fn new(log: Arc<DetectionLog>, follow: Option<crate::io::Follow>) -> Self {
         BobSifting {
-            slots: Slots::new(log),
+            slots: Slots::new(log, follow),
             pending: None,
             last_slot: None,
         }

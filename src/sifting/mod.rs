@@ -166,6 +166,9 @@ pub struct SiftContext<'a> {
     pub kernels: &'a Kernels,
     /// Session settings.
     pub settings: &'a DistillSettings,
+    /// Set when the run is to stop at the next block boundary (a signal at either site): the
+    /// side that announces ends its announcements there as if its log ended.
+    pub stop: &'a std::sync::atomic::AtomicBool,
 }
 
 /// One party's side of a protocol's sifting exchange: each call runs one round (a chunk of
@@ -301,16 +304,49 @@ pub struct PrepCursor {
     log: Arc<PrepLog>,
     verified: Vec<bool>,
     current: Option<usize>,
+    follow: Option<crate::io::Follow>,
 }
 
 impl PrepCursor {
-    /// A cursor over `log`.
-    pub fn new(log: Arc<PrepLog>) -> Self {
+    /// A cursor over `log`; with `follow`, a log still being written is waited for.
+    pub fn new(log: Arc<PrepLog>, follow: Option<crate::io::Follow>) -> Self {
         let n = log.blocks().len();
         PrepCursor {
             log,
             verified: vec![false; n],
             current: None,
+            follow,
+        }
+    }
+
+    /// The block holding `slot`, waiting for a growing log to reach it.
+    fn index_of(&mut self, slot: u64) -> Result<usize> {
+        loop {
+            if let Some(i) = self.log.block_of_slot(slot) {
+                return Ok(i);
+            }
+            match &self.follow {
+                Some(f) if !self.log.is_finished() => {
+                    f.wait();
+                    let log = Arc::new(PrepLog::open_growing(self.log.path())?);
+                    self.verified.resize(log.blocks().len(), false);
+                    self.log = log;
+                }
+                _ => {
+                    return Err(ProtocolError::Disagreement {
+                        what: "detected slot",
+                        detail: format!(
+                            "Bob announced slot {slot}, but {} holds only {} slots",
+                            self.log.path().display(),
+                            self.log
+                                .blocks()
+                                .last()
+                                .map_or(0, |b| b.first_slot + u64::from(b.n_slots))
+                        ),
+                    }
+                    .into());
+                }
+            }
         }
     }
 
@@ -321,18 +357,11 @@ impl PrepCursor {
         });
         let i = match cached {
             Some(i) => i,
-            None => self
-                .log
-                .block_of_slot(slot)
-                .ok_or_else(|| ProtocolError::Disagreement {
-                    what: "detected slot",
-                    detail: format!(
-                        "Bob announced slot {slot}, but {} holds only {} slots",
-                        self.log.path().display(),
-                        self.log.total_slots()
-                    ),
-                })?,
+            None => self.index_of(slot)?,
         };
+        if let Some(old) = self.current.filter(|&o| o != i) {
+            self.log.release(old);
+        }
         self.current = Some(i);
         if !self.verified[i] {
             self.log.block(i)?;

@@ -64,6 +64,10 @@ pub struct Session {
     pub run_alarms: Vec<crate::monitors::Alarm>,
     /// The link's authentication pool (refilled from committed keys).
     pub auth: Option<Arc<crate::classical::auth::AuthPool>>,
+    /// Where this session resumes a run.
+    pub resume: crate::party::Resume,
+    /// Stop at the next block boundary.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A stage's connection to its peer and its randomness.

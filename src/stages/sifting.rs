@@ -17,15 +17,18 @@ struct Accumulator {
     current: Option<(SiftedBits, BlockReport, LeakageLedger)>,
     pending: Option<(SiftedBits, BlockReport, LeakageLedger)>,
     next_id: u64,
+    /// Emit each block as soon as it is full (following a growing log).
+    immediate: bool,
 }
 
 impl Accumulator {
-    fn new(target: u64) -> Self {
+    fn new(target: u64, first_id: u64, immediate: bool) -> Self {
         Accumulator {
             target,
             current: None,
             pending: None,
-            next_id: 0,
+            next_id: first_id,
+            immediate,
         }
     }
 
@@ -73,6 +76,18 @@ impl Accumulator {
             .current
             .as_ref()
             .is_some_and(|c| c.0.key.len() as u64 >= self.target);
+        if self.immediate {
+            // Following a growing log: a full block goes at once; the run's last, partial
+            // block goes on its own.
+            if let Some(cur) = self
+                .current
+                .take_if(|c| (full || last) && c.1.detections > 0)
+            {
+                let b = self.finish_block(cur);
+                out.push_back(b);
+            }
+            return;
+        }
         if full {
             if let Some(p) = self.pending.take() {
                 let b = self.finish_block(p);
@@ -121,10 +136,12 @@ impl SiftingSource {
     /// A source running `side` over `io`.
     pub fn new(io: StageIo, side: Box<dyn SiftingSide>) -> Self {
         let target = io.session.settings.block_bits;
+        let first = io.session.resume.first_block;
+        let immediate = io.session.settings.follow;
         SiftingSource {
             io,
             side,
-            acc: Accumulator::new(target),
+            acc: Accumulator::new(target, first, immediate),
             ready: VecDeque::new(),
             done: false,
         }
@@ -138,6 +155,7 @@ impl SiftingSource {
             rng: &mut self.io.rng,
             kernels: &session.kernels,
             settings: &session.settings,
+            stop: &session.stop,
         };
         let r = self.side.round(&mut cx)?;
         self.acc.add(&r.bits, &r.info);
