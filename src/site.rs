@@ -358,6 +358,8 @@ pub struct SiteReport {
     pub blocks: Vec<BlockReport>,
     /// Wall time.
     pub elapsed_s: f64,
+    /// Peak resident memory of the process (Linux), bytes.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl SiteReport {
@@ -595,7 +597,7 @@ pub fn run_site(
         .iter()
         .filter_map(|s| s.authentication.as_ref().map(|a| a.epsilon))
         .sum();
-    security.epsilon_total = (!deterministic).then(|| {
+    security.epsilon_total = (!deterministic).then_some({
         nb as f64 * (agreed_settings.epsilon_sec + agreed_settings.epsilon_cor)
             + security.epsilon_auth
     });
@@ -637,6 +639,7 @@ pub fn run_site(
         warnings,
         blocks,
         elapsed_s: start.elapsed().as_secs_f64(),
+        peak_rss_bytes: crate::io::import::peak_rss_bytes(),
     })
 }
 

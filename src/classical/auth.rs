@@ -453,8 +453,10 @@ impl AuthPool {
                 let keys = [g.hash_keys[2 * dir], g.hash_keys[2 * dir + 1]];
                 return Ok((j, pad, keys));
             }
+            // Only a refill on its way (registered, applied at the next commit frame) is worth
+            // waiting for.
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || g.pending.is_empty() {
                 return Err(exhausted(&self.file, g.usable_words));
             }
             g = self
@@ -486,7 +488,7 @@ impl AuthPool {
                 ));
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || g.pending.is_empty() {
                 return Err(exhausted(&self.file, g.usable_words));
             }
             g = self

@@ -316,6 +316,9 @@ enum Outgoing {
         stream: u32,
         payload: Vec<u8>,
         opts: SendOptions,
+        /// For a checkpoint: told once the frame is tagged and written (or failed), so that the
+        /// sender never acts on a commit that did not leave.
+        done: Option<Sender<std::result::Result<(), TransportError>>>,
     },
     Stop,
 }
@@ -406,16 +409,30 @@ impl Transport for StreamTransport {
         if self.shared.lock().failure.is_some() {
             return Err(self.shared.failure());
         }
+        let (done, wait) = if opts.checkpoint {
+            let (tx, rx) = bounded(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         self.out
             .send(Outgoing::Frame {
                 stream: self.stream,
                 payload: frame,
                 opts,
+                done,
             })
-            .map_err(|_| self.shared.failure())
+            .map_err(|_| self.shared.failure())?;
+        match wait {
+            Some(rx) => rx.recv().unwrap_or_else(|_| Err(self.shared.failure())),
+            None => Ok(()),
+        }
     }
     fn recv(&mut self) -> std::result::Result<Vec<u8>, TransportError> {
         self.inbound.recv().map_err(|_| self.shared.failure())
+    }
+    fn unverified_frames(&self) -> u64 {
+        self.shared.lock().unverified
     }
 }
 
@@ -672,7 +689,17 @@ fn writer_loop(
                 stream,
                 payload,
                 opts,
-            }) => send(KIND_DATA, stream, payload, opts),
+                done,
+            }) => {
+                let r = send(KIND_DATA, stream, payload, opts);
+                if let Some(d) = done {
+                    let _ = d.send(match &r {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(clone_failure(Some(e))),
+                    });
+                }
+                r
+            }
             Ok(Outgoing::Stop) => send(KIND_STOP, 0, vec![], SendOptions::default()),
             Err(RecvTimeoutError::Timeout) => {
                 send(KIND_KEEPALIVE, 0, vec![], SendOptions::default())

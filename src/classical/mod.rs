@@ -93,11 +93,12 @@ impl ClassicalChannel {
         self.stats.bytes_received += frame.len() as u64;
         let msg = Message::decode(&frame)?;
         if let Message::Abort { security, reason } = msg {
-            return Err(if security {
+            let e = if security {
                 Error::Aborted(AbortReason::PeerAborted { message: reason })
             } else {
                 ProtocolError::PeerFailed(reason).into()
-            });
+            };
+            return Err(classify_error(e, 0));
         }
         for d in msg.disclosures() {
             ledger.record(d);
@@ -105,8 +106,18 @@ impl ClassicalChannel {
         Ok(msg)
     }
 
-    /// Tell the peer this side stops (best effort: the peer may already be gone).
+    /// Tell the peer this side stops (best effort: the peer may already be gone). A failure
+    /// on unauthenticated frames is reported as the authentication alarm it may be.
     pub fn abort(&mut self, err: &Error) {
+        let unverified = self.transport.unverified_frames();
+        let classified;
+        let err = match err {
+            Error::Protocol(p) if unverified > 0 => {
+                classified = classify_error(Error::Protocol(clone_protocol(p)), unverified);
+                &classified
+            }
+            e => e,
+        };
         let msg = match err {
             Error::Aborted(r) => Message::Abort {
                 security: true,
@@ -121,6 +132,37 @@ impl ClassicalChannel {
     }
 }
 
+/// An authentication failure of the link is a security abort with an alarm; so is the peer's
+/// report of one, and a protocol failure while `unverified` frames received since the last
+/// checkpoint are not yet authenticated (they may have been modified; nothing derived from
+/// them is committed).
+pub fn classify_error(e: Error, unverified: u64) -> Error {
+    match e {
+        Error::Transport(crate::error::TransportError::AuthenticationFailed(detail)) => {
+            Error::Aborted(AbortReason::AuthenticationFailed { detail })
+        }
+        Error::Aborted(AbortReason::PeerAborted { message }) if message.starts_with(AUTH_ALARM) => {
+            Error::Aborted(AbortReason::AuthenticationFailed {
+                detail: format!("the peer reports: {message}"),
+            })
+        }
+        Error::Protocol(
+            ref p @ (ProtocolError::Malformed(_)
+            | ProtocolError::Unexpected { .. }
+            | ProtocolError::Disagreement { .. }
+            | ProtocolError::PeerFailed(_)),
+        ) if unverified > 0 => Error::Aborted(AbortReason::AuthenticationFailed {
+            detail: format!(
+                "{unverified} frames since the last verified checkpoint could not be checked before this failure: {p}"
+            ),
+        }),
+        e => e,
+    }
+}
+
+/// How the report of an authentication failure begins (see [`AbortReason`]'s display).
+pub const AUTH_ALARM: &str = "ALARM: the classical channel failed authentication";
+
 /// Build an "unexpected message" error.
 pub fn unexpected(expected: &'static str, got: &Message) -> Error {
     ProtocolError::Unexpected {
@@ -128,6 +170,21 @@ pub fn unexpected(expected: &'static str, got: &Message) -> Error {
         got: got.name().to_string(),
     }
     .into()
+}
+
+fn clone_protocol(p: &ProtocolError) -> ProtocolError {
+    match p {
+        ProtocolError::Malformed(s) => ProtocolError::Malformed(s.clone()),
+        ProtocolError::Unexpected { expected, got } => ProtocolError::Unexpected {
+            expected,
+            got: got.clone(),
+        },
+        ProtocolError::Disagreement { what, detail } => ProtocolError::Disagreement {
+            what,
+            detail: detail.clone(),
+        },
+        ProtocolError::PeerFailed(s) => ProtocolError::PeerFailed(s.clone()),
+    }
 }
 
 /// Opens numbered logical channels to the peer.

@@ -554,27 +554,9 @@ impl Party {
     }
 }
 
-/// An authentication failure of the link is a security abort with an alarm. So is a protocol
-/// failure while frames received since the last checkpoint are not yet authenticated: those
-/// frames may have been modified, and nothing derived from them is committed.
+/// See [`crate::classical::classify_error`].
 pub fn classify_error(e: Error, link: &dyn Link) -> Error {
-    use crate::error::{AbortReason, ProtocolError, TransportError};
-    match e {
-        Error::Transport(TransportError::AuthenticationFailed(detail)) => {
-            Error::Aborted(AbortReason::AuthenticationFailed { detail })
-        }
-        Error::Protocol(
-            ref p @ (ProtocolError::Malformed(_)
-            | ProtocolError::Unexpected { .. }
-            | ProtocolError::Disagreement { .. }),
-        ) if link.unverified_frames() > 0 => Error::Aborted(AbortReason::AuthenticationFailed {
-            detail: format!(
-                "{} frames since the last verified checkpoint could not be checked before this failure: {p}",
-                link.unverified_frames()
-            ),
-        }),
-        e => e,
-    }
+    crate::classical::classify_error(e, link.unverified_frames())
 }
 
 /// The key-store end of a party's pipeline: confirmed keys to the sink, every block's report

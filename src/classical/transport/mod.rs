@@ -25,4 +25,8 @@ pub trait Transport: Send {
     }
     /// Receive the next frame (blocking).
     fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
+    /// Frames received on the link since its last verified authentication checkpoint.
+    fn unverified_frames(&self) -> u64 {
+        0
+    }
 }
