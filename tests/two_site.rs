@@ -13,10 +13,6 @@ use std::time::{Duration, Instant};
 
 const QKD: &str = env!("CARGO_BIN_EXE_qkd");
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// A free port on 127.0.0.1 (bound and released; the processes bind it right after).
 fn port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
