@@ -136,7 +136,7 @@ fn options(role: Role, log: PathBuf, a: &SiteArgs) -> Result<SiteOptions> {
         _ => return Err(ConfigError::invalid("listen/connect", "give exactly one").into()),
     };
     let secs = |name: &'static str, v: f64| -> Result<Duration> {
-        if v.is_finite() && v >= 0.0 && v < 1e7 {
+        if (0.0..1e7).contains(&v) {
             Ok(Duration::from_secs_f64(v))
         } else {
             Err(ConfigError::invalid(name, format!("{v} s")).into())
