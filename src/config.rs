@@ -64,6 +64,9 @@ pub struct DistillSettings {
     pub ec_workers: usize,
     /// Detections per sifting round.
     pub sift_chunk: usize,
+    /// Sifting announcements kept in flight ahead of the replies (hides the round-trip time).
+    #[serde(default = "default_sift_window")]
+    pub sift_window: usize,
     /// Capacity of the queues between stages, in blocks.
     pub queue_capacity: usize,
     /// Bits of every committed block key moved into the authentication pool before delivery
@@ -94,6 +97,9 @@ pub fn auto_block_bits(expected_sifted_bits: u64) -> u64 {
         .clamp(1 << 20, 1 << 27)
 }
 
+fn default_sift_window() -> usize {
+    16
+}
 fn default_ldpc_code_bits() -> u64 {
     102_400
 }
@@ -120,6 +126,7 @@ impl Default for DistillSettings {
             qber_sample_fraction: 0.01,
             ec_workers: 2,
             sift_chunk: 1 << 16,
+            sift_window: default_sift_window(),
             queue_capacity: 2,
             auth_refill_bits: 0,
             follow: false,

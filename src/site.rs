@@ -293,6 +293,9 @@ pub struct SessionSummary {
     pub elapsed_s: f64,
     /// Authentication of its link.
     pub authentication: Option<AuthReport>,
+    /// Stage metrics of this site's pipeline in the session.
+    #[serde(default)]
+    pub stages: Vec<crate::pipeline::StageMetrics>,
 }
 
 /// How the run ended.
@@ -511,6 +514,11 @@ pub fn run_site(
         let bits = 8 * sink.state().key_bytes().saturating_sub(before);
         let n_committed = committed.len() as u64;
         blocks.extend(res.blocks.iter().cloned());
+        let stages = res.metrics.clone();
+        let with_stages = |mut s: SessionSummary| {
+            s.stages = stages.clone();
+            s
+        };
         match res.error {
             None => {
                 if opts.stop.load(Ordering::Relaxed) {
@@ -518,7 +526,7 @@ pub fn run_site(
                 } else {
                     sink.complete()?;
                 }
-                sessions.push(summary(
+                sessions.push(with_stages(summary(
                     n,
                     resume.first_block,
                     n_committed,
@@ -526,7 +534,7 @@ pub fn run_site(
                     if stopped { "stopped" } else { "completed" }.into(),
                     t0,
                     Some(auth),
-                ));
+                )));
                 break;
             }
             Some(Error::Aborted(r)) => {
@@ -660,6 +668,7 @@ fn summary(
         end,
         elapsed_s: t0.elapsed().as_secs_f64(),
         authentication,
+        stages: vec![],
     }
 }
 

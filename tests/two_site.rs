@@ -24,10 +24,12 @@ fn port() -> u16 {
 
 /// Common arguments: short timeouts so that a failing test ends quickly.
 fn site_args(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["--connect-timeout-s", "20", "--peer-timeout-s", "15"]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+    let mut v: Vec<String> = vec![];
+    for (flag, default) in [("--connect-timeout-s", "20"), ("--peer-timeout-s", "15")] {
+        if !extra.contains(&flag) {
+            v.extend([flag.to_string(), default.to_string()]);
+        }
+    }
     if !extra.contains(&"--pa-block-bits") {
         v.extend(["--pa-block-bits".to_string(), "2^21".to_string()]);
     }
@@ -524,4 +526,44 @@ fn memory_stays_flat_over_a_run_ten_times_longer() {
             "{who}: {short} B at 2·10^7 pulses, {long} B at 2·10^8"
         );
     }
+}
+
+#[test]
+fn a_peer_that_never_answers_times_out_with_an_error() {
+    let d = Scratch::new("silent");
+    simulate(d.path(), 2_000_000, 4, &short_link());
+    auth_key(d.path(), "65536", "a.auth", "b.auth");
+    // Something on 127.0.0.1 that accepts the connection and never speaks.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || {
+        let (c, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        drop(c);
+    });
+    let quick = ["--max-sessions", "1", "--peer-timeout-s", "2"];
+    let t = Instant::now();
+    let o = finish(bob(d.path(), &addr, "S", "b.auth", &quick), LIMIT);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("sent nothing"), "{}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(30));
+    holder.join().unwrap();
+    // Nobody listening: connecting gives up after its timeout, saying so.
+    let closed = format!("127.0.0.1:{}", port());
+    let o = finish(
+        bob(
+            d.path(),
+            &closed,
+            "S2",
+            "b.auth",
+            &["--connect-timeout-s", "1"],
+        ),
+        LIMIT,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("could not reach the peer"),
+        "{}",
+        text(&o)
+    );
 }

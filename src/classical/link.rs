@@ -542,6 +542,9 @@ impl MuxLink {
                 .spawn(move || writer_loop(write, out_rx, out_t, shared, pool, opts))
                 .expect("spawning the link writer")
         };
+        if !opts.delay.is_zero() {
+            read = delayed(read, opts.delay, opts.peer_timeout);
+        }
         {
             let (shared, pool, opts) = (shared.clone(), pool.clone(), opts.clone());
             std::thread::Builder::new()
@@ -757,14 +760,6 @@ fn reader_loop(
                 return;
             }
         };
-        let arrived = Instant::now();
-        if !opts.delay.is_zero() {
-            let due = arrived + opts.delay;
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
         let Some(f) = decode_frame(&raw) else {
             shared.fail(auth_fail(format!(
                 "frame {expected} is malformed ({} bytes)",
@@ -844,6 +839,58 @@ fn reader_loop(
             }
             _ => {}
         }
+    }
+}
+
+/// A wire whose frames are delivered `delay` after they arrived (latency tests): a thread
+/// reads and timestamps every frame as it arrives, so frames in flight together are delayed
+/// together, as on a long link.
+struct DelayedWire {
+    rx: Receiver<(
+        Instant,
+        std::result::Result<Option<Vec<u8>>, TransportError>,
+    )>,
+    delay: Duration,
+}
+
+fn delayed(mut inner: Box<dyn WireRead>, delay: Duration, timeout: Duration) -> Box<dyn WireRead> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("qkd-link-delay".into())
+        .spawn(move || {
+            loop {
+                let r = inner.read_frame(timeout);
+                let end = !matches!(r, Ok(Some(_)));
+                if tx.send((Instant::now(), r)).is_err() || end {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the delay thread");
+    Box::new(DelayedWire { rx, delay })
+}
+
+impl WireRead for DelayedWire {
+    fn read_frame(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Option<Vec<u8>>, TransportError> {
+        let (arrived, r) = match self.rx.recv_timeout(timeout + self.delay) {
+            Ok(x) => x,
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(TransportError::Timeout(format!(
+                    "the peer sent nothing for {:.0} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+        };
+        let due = arrived + self.delay;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        r
     }
 }
 

@@ -101,6 +101,7 @@ pub struct BobSifting {
     progress: Arc<dyn Progress + Send + Sync>,
     start_slot: u64,
     follow: Option<crate::io::Follow>,
+    window: crate::sifting::Window<BobDetections>,
 }
 
 impl BobSifting {
@@ -158,18 +159,17 @@ impl BobSifting {
             progress,
             start_slot,
             follow,
+            window: Default::default(),
         })
     }
 }
 
 impl SiftingSide for BobSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
-        // A stop request ends the announcements at this chunk boundary, as if the log ended.
-        let (det, last) = if cx.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            (BobDetections::default(), true)
-        } else {
-            self.fill_chunk(cx.settings.sift_chunk, cx.rng)?
-        };
+        let mut window = std::mem::take(&mut self.window);
+        let next = window.next(cx, |cx, ledger| self.announce(cx, ledger));
+        self.window = window;
+        let (det, last) = next?;
         let info = ChunkInfo {
             multi: det.multi_clicks,
             cross: det.cross_basis_clicks,
@@ -177,12 +177,6 @@ impl SiftingSide for BobSifting {
             arms: det.arm_slots,
             ..ChunkInfo::of_slots(&det.slots)
         };
-        let msg = Message::SiftAnnounce {
-            slots: det.slots.clone(),
-            bases: det.basis.clone(),
-            last,
-        };
-        cx.channel.send(&msg, cx.ledger)?;
         let (matched, int0, int1) = match cx.channel.recv(cx.ledger)? {
             Message::SiftReply {
                 matched,
@@ -196,6 +190,29 @@ impl SiftingSide for BobSifting {
             self.progress.finish();
         }
         Ok(SiftRound { bits, info, last })
+    }
+}
+
+impl BobSifting {
+    /// Read the next chunk and announce it.
+    fn announce(
+        &mut self,
+        cx: &mut SiftContext<'_>,
+        ledger: &mut crate::ledger::LeakageLedger,
+    ) -> Result<(BobDetections, bool)> {
+        // A stop request ends the announcements at this chunk boundary, as if the log ended.
+        let (det, last) = if cx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            (BobDetections::default(), true)
+        } else {
+            self.fill_chunk(cx.settings.sift_chunk, cx.rng)?
+        };
+        let msg = Message::SiftAnnounce {
+            slots: det.slots.clone(),
+            bases: det.basis.clone(),
+            last,
+        };
+        cx.channel.send(&msg, ledger)?;
+        Ok((det, last))
     }
 }
 

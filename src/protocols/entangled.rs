@@ -435,6 +435,7 @@ pub struct BobSifting {
     variant: Variant,
     progress: Arc<dyn Progress + Send + Sync>,
     reported: u64,
+    window: crate::sifting::Window<Chunk>,
 }
 
 impl BobSifting {
@@ -452,6 +453,7 @@ impl BobSifting {
             variant,
             progress,
             reported: 0,
+            window: Default::default(),
         })
     }
 }
@@ -467,28 +469,10 @@ pub fn slots_of(log: &DetectionLog) -> u64 {
 
 impl SiftingSide for BobSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
-        let (mut slots, mut settings, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
-        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last = true;
-        while let Some((slot, setting, outcome)) = if stopping { None } else { self.det.next()? } {
-            slots.push(slot);
-            settings.push(setting);
-            outcomes.push(outcome);
-            if slots.len() >= cx.settings.sift_chunk {
-                last = false;
-                break;
-            }
-        }
-        let (setting0, setting1) = planes(&settings);
-        cx.channel.send(
-            &Message::CoincidenceAnnounce {
-                slots: slots.clone(),
-                setting0,
-                setting1,
-                last,
-            },
-            cx.ledger,
-        )?;
+        let mut window = std::mem::take(&mut self.window);
+        let next = window.next(cx, |cx, ledger| self.announce(cx, ledger));
+        self.window = window;
+        let ((slots, settings, outcomes), last) = next?;
         let (matched, a0, a1) = match cx.channel.recv(cx.ledger)? {
             Message::CoincidenceReply {
                 matched,
@@ -532,6 +516,42 @@ impl SiftingSide for BobSifting {
             info: ChunkInfo::of_slots(&slots),
             last,
         })
+    }
+}
+
+/// One announced chunk: slots, Bob's settings and his outcomes.
+type Chunk = (Vec<u64>, Vec<u8>, Vec<bool>);
+
+impl BobSifting {
+    /// Read the next chunk of detections and announce it.
+    fn announce(
+        &mut self,
+        cx: &mut SiftContext<'_>,
+        ledger: &mut crate::ledger::LeakageLedger,
+    ) -> Result<(Chunk, bool)> {
+        let (mut slots, mut settings, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = true;
+        while let Some((slot, setting, outcome)) = if stopping { None } else { self.det.next()? } {
+            slots.push(slot);
+            settings.push(setting);
+            outcomes.push(outcome);
+            if slots.len() >= cx.settings.sift_chunk {
+                last = false;
+                break;
+            }
+        }
+        let (setting0, setting1) = planes(&settings);
+        cx.channel.send(
+            &Message::CoincidenceAnnounce {
+                slots: slots.clone(),
+                setting0,
+                setting1,
+                last,
+            },
+            ledger,
+        )?;
+        Ok(((slots, settings, outcomes), last))
     }
 }
 

@@ -294,6 +294,7 @@ pub struct AliceSifting {
     progress: Arc<dyn Progress + Send + Sync>,
     reported: u64,
     start_slot: u64,
+    window: crate::sifting::Window<(Vec<u64>, BitVec)>,
 }
 
 impl AliceSifting {
@@ -310,36 +311,17 @@ impl AliceSifting {
             progress,
             reported: 0,
             start_slot,
+            window: Default::default(),
         }
     }
 }
 
 impl SiftingSide for AliceSifting {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound> {
-        let (mut slots, mut bits) = (Vec::new(), BitVec::new());
-        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last = true;
-        while let Some(s) = if stopping {
-            None
-        } else {
-            self.slots.next_from(self.start_slot)?
-        } {
-            if s.clicks[D2 as usize] && !s.clicks[D1 as usize] {
-                slots.push(s.slot);
-                bits.push(s.bit);
-                if slots.len() >= cx.settings.sift_chunk {
-                    last = false;
-                    break;
-                }
-            }
-        }
-        cx.channel.send(
-            &Message::PostselectAnnounce {
-                slots: slots.clone(),
-                last,
-            },
-            cx.ledger,
-        )?;
+        let mut window = std::mem::take(&mut self.window);
+        let next = window.next(cx, |cx, ledger| self.announce(cx, ledger));
+        self.window = window;
+        let ((slots, bits), last) = next?;
         let keep = match cx.channel.recv(cx.ledger)? {
             Message::PostselectReply { keep } if keep.len() == slots.len() => keep,
             Message::PostselectReply { keep } => {
@@ -365,6 +347,41 @@ impl SiftingSide for AliceSifting {
             info: ChunkInfo::of_slots(&slots),
             last,
         })
+    }
+}
+
+impl AliceSifting {
+    /// Read up to a chunk of D2-only slots and announce them.
+    fn announce(
+        &mut self,
+        cx: &mut SiftContext<'_>,
+        ledger: &mut crate::ledger::LeakageLedger,
+    ) -> Result<((Vec<u64>, BitVec), bool)> {
+        let (mut slots, mut bits) = (Vec::new(), BitVec::new());
+        let stopping = cx.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = true;
+        while let Some(s) = if stopping {
+            None
+        } else {
+            self.slots.next_from(self.start_slot)?
+        } {
+            if s.clicks[D2 as usize] && !s.clicks[D1 as usize] {
+                slots.push(s.slot);
+                bits.push(s.bit);
+                if slots.len() >= cx.settings.sift_chunk {
+                    last = false;
+                    break;
+                }
+            }
+        }
+        cx.channel.send(
+            &Message::PostselectAnnounce {
+                slots: slots.clone(),
+                last,
+            },
+            ledger,
+        )?;
+        Ok(((slots, bits), last))
     }
 }
 

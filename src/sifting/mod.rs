@@ -179,6 +179,45 @@ pub trait SiftingSide: Send + 'static {
     fn round(&mut self, cx: &mut SiftContext<'_>) -> Result<SiftRound>;
 }
 
+/// Announcements in flight: the announcing side of a sifting exchange sends up to `window`
+/// chunks ahead of the peer's replies, so that a long round-trip time does not stall it. Each
+/// chunk's disclosure is recorded in a ledger of its own and added to the block's ledger when
+/// the chunk's round completes (the block its bits go to), as the answering side does.
+pub struct Window<T> {
+    pending: std::collections::VecDeque<(T, LeakageLedger, bool)>,
+    sent_last: bool,
+}
+
+impl<T> Default for Window<T> {
+    fn default() -> Self {
+        Window {
+            pending: Default::default(),
+            sent_last: false,
+        }
+    }
+}
+
+impl<T> Window<T> {
+    /// Keep `window` announcements in flight (calling `announce` for each new one, which
+    /// returns the chunk and whether it was the last), then return the oldest.
+    pub fn next(
+        &mut self,
+        cx: &mut SiftContext<'_>,
+        mut announce: impl FnMut(&mut SiftContext<'_>, &mut LeakageLedger) -> Result<(T, bool)>,
+    ) -> Result<(T, bool)> {
+        let window = cx.settings.sift_window.max(1);
+        while self.pending.len() < window && !self.sent_last {
+            let mut ledger = LeakageLedger::default();
+            let (t, last) = announce(cx, &mut ledger)?;
+            self.sent_last = last;
+            self.pending.push_back((t, ledger, last));
+        }
+        let (t, ledger, last) = self.pending.pop_front().expect("an announcement in flight");
+        cx.ledger.add(&ledger);
+        Ok((t, last))
+    }
+}
+
 /// Outcome of squashing one slot's clicks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Squashed {
