@@ -845,11 +845,14 @@ fn reader_loop(
 /// A wire whose frames are delivered `delay` after they arrived (latency tests): a thread
 /// reads and timestamps every frame as it arrives, so frames in flight together are delayed
 /// together, as on a long link.
+/// A frame read from the wire (or the end, or an error) and when it arrived.
+type Arrival = (
+    Instant,
+    std::result::Result<Option<Vec<u8>>, TransportError>,
+);
+
 struct DelayedWire {
-    rx: Receiver<(
-        Instant,
-        std::result::Result<Option<Vec<u8>>, TransportError>,
-    )>,
+    rx: Receiver<Arrival>,
     delay: Duration,
 }
 
