@@ -567,3 +567,62 @@ fn a_peer_that_never_answers_times_out_with_an_error() {
         text(&o)
     );
 }
+
+#[test]
+fn sigterm_at_one_site_stops_both_at_a_block_boundary_and_the_run_resumes() {
+    let d = Scratch::new("sigterm");
+    simulate(d.path(), 120_000_000, 6, &short_link());
+    auth_key(d.path(), "65536", "a.auth", "b.auth");
+    let addr = format!("127.0.0.1:{}", port());
+    let slow = ["--link-delay-ms", "4"];
+    let a = alice(d.path(), &addr, "S", "a.auth", &slow);
+    let b = bob(d.path(), &addr, "S", "b.auth", &slow);
+    // Once Alice committed a block, SIGTERM her.
+    let state = d.join("S/alice.session.json");
+    let t = Instant::now();
+    while std::fs::read(&state)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_none_or(|v| v["blocks"].as_array().is_none_or(Vec::is_empty))
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "no block committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (ob, oa) = (finish(b, LIMIT), finish(a, LIMIT));
+    assert_eq!(oa.status.code(), Some(0), "{}", text(&oa));
+    assert_eq!(ob.status.code(), Some(0), "{}", text(&ob));
+    for who in ["alice", "bob"] {
+        let r = json(&d.path().join(format!("S-{who}.json")));
+        assert_eq!(r["outcome"], "stopped", "{who}: {r}");
+    }
+    let (ka, kb) = (
+        std::fs::read(d.join("S/alice.key")).unwrap(),
+        std::fs::read(d.join("S/bob.key")).unwrap(),
+    );
+    assert_eq!(ka, kb);
+    assert!(!ka.is_empty());
+    // Started again, both resume where they stopped and finish the run.
+    let a = alice(d.path(), &addr, "S", "a.auth", &[]);
+    let b = bob(d.path(), &addr, "S", "b.auth", &[]);
+    let (ob, oa) = (finish(b, LIMIT), finish(a, LIMIT));
+    assert!(
+        oa.status.success() && ob.status.success(),
+        "{}{}",
+        text(&oa),
+        text(&ob)
+    );
+    let r = json(&d.path().join("S-bob.json"));
+    assert_eq!(r["outcome"], "key");
+    assert!(r["sessions"][0]["resumed_at_block"].as_u64().unwrap() >= 1);
+    assert_eq!(json(&d.join("S/bob.session.json"))["complete"], true);
+    // The committed key is kept; the rest of the log (if any is left after the stop point)
+    // adds to it.
+    let ka2 = std::fs::read(d.join("S/alice.key")).unwrap();
+    assert_eq!(ka2, std::fs::read(d.join("S/bob.key")).unwrap());
+    assert!(ka2.starts_with(&ka));
+}
