@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         kernels: Kernels::detect(),
         frame_tap: None,
         sync: Default::default(),
+        store: None,
     };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(pulses));

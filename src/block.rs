@@ -267,6 +267,11 @@ pub struct ConfirmationReport {
     /// Key bits moved into the authentication pool before delivery.
     #[serde(default)]
     pub auth_refill_bits: u64,
+    /// The confirmation's public, fresh hash key: both sides know it, and a block distilled
+    /// again (after a rollback) gets another one, so key IDs derived from it name one version
+    /// of the block's bits only.
+    #[serde(default)]
+    pub tag: u64,
 }
 
 /// Privacy-amplification summary of a block.

@@ -38,6 +38,35 @@ pub struct DistillOptions {
     pub frame_tap: Option<FrameTap>,
     /// Time synchronisation of raw time tags.
     pub sync: crate::sync::SyncOptions,
+    /// Put the keys into the key stores `STORE/alice` and `STORE/bob` (docs/keys.md) instead
+    /// of key files; they enter the stores only when the run completed.
+    pub store: Option<PathBuf>,
+}
+
+/// Where a batch party's key goes until the run is known to have completed.
+pub enum BatchSink {
+    /// A key file (`.partial` until committed).
+    File(KeyFile),
+    /// A key store's staging folder.
+    Store(crate::keystore::StoreInbox),
+}
+
+impl BatchSink {
+    fn commit(self) -> Result<()> {
+        match self {
+            BatchSink::File(f) => f.commit().map(|_| ()),
+            BatchSink::Store(s) => s.commit(),
+        }
+    }
+}
+
+impl crate::keystore::KeySink for BatchSink {
+    fn append(&mut self, block: &BlockReport, key: &crate::block::SecretKey) -> Result<()> {
+        match self {
+            BatchSink::File(f) => f.append(block, key),
+            BatchSink::Store(s) => s.append(block, key),
+        }
+    }
 }
 
 /// The security statement of a run, term by term (docs/security.md lists the same terms).
@@ -354,6 +383,12 @@ fn open_inputs(alice_log: &Path, bob_log: &Path) -> Result<(PartyInput, PartyInp
 
 /// The key files of a run, refusing existing ones unless they may be replaced.
 fn key_files(opts: &DistillOptions) -> Result<KeyFiles> {
+    if let Some(store) = &opts.store {
+        return Ok(KeyFiles {
+            alice: store.join("alice"),
+            bob: store.join("bob"),
+        });
+    }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
     let files = KeyFiles {
         alice: opts.out_dir.join("alice.key"),
@@ -378,9 +413,31 @@ fn run_parties(
     files: &KeyFiles,
     opts: &DistillOptions,
     progress: Arc<dyn Progress + Send + Sync>,
-) -> Result<(PartyRun<KeyFile>, PartyRun<KeyFile>)> {
-    let sink_a = KeyFile::create(&files.alice, opts.overwrite)?;
-    let sink_b = KeyFile::create(&files.bob, opts.overwrite)?;
+) -> Result<(PartyRun<BatchSink>, PartyRun<BatchSink>)> {
+    let (sink_a, sink_b) = match &opts.store {
+        Some(_) => {
+            let run = alice.input().run_id().to_string();
+            let protocol = alice.input().protocol()?;
+            (
+                BatchSink::Store(crate::keystore::StoreInbox::staged(
+                    &files.alice,
+                    crate::protocol::Role::Alice,
+                    &run,
+                    protocol,
+                )?),
+                BatchSink::Store(crate::keystore::StoreInbox::staged(
+                    &files.bob,
+                    crate::protocol::Role::Bob,
+                    &run,
+                    protocol,
+                )?),
+            )
+        }
+        None => (
+            BatchSink::File(KeyFile::create(&files.alice, opts.overwrite)?),
+            BatchSink::File(KeyFile::create(&files.bob, opts.overwrite)?),
+        ),
+    };
     // The in-process link authenticates like a TCP link between sites, with an ephemeral
     // pool: a few tags per block and direction.
     let blocks = bob.input().detection_records() / opts.settings.block_bits.max(1 << 10) + 16;

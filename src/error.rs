@@ -83,6 +83,22 @@ impl ConfigError {
     }
 }
 
+/// Errors of the key store and of key delivery (the KME maps them to HTTP status codes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// Not enough key, or the peer KME cannot be reached: try again later (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request cannot be served as asked: an unknown or used key ID, keys of other SAEs
+    /// (HTTP 400).
+    #[error("{0}")]
+    Refused(String),
+    /// The store's database failed or holds something it should not (HTTP 503).
+    #[error("{path}: key store: {message}")]
+    Database { path: PathBuf, message: String },
+}
+
 /// Errors of the classical Alice⇄Bob channel.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -231,6 +247,9 @@ pub enum Error {
     /// Protocol violation.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// Key store or key delivery.
+    #[error(transparent)]
+    Store(#[from] KeyStoreError),
     /// File-system error, with the path it concerns.
     #[error("{path}: {source}")]
     Io {

@@ -60,8 +60,10 @@ pub struct SiteOptions {
     pub endpoint: Endpoint,
     /// This site's half of the pre-shared authentication key.
     pub auth_key: PathBuf,
-    /// Directory of the key file and its state.
+    /// Directory of the key file and its state (and of the pipeline's work files).
     pub out_dir: PathBuf,
+    /// Put the keys into this key store instead of a key file (docs/keys.md).
+    pub store: Option<PathBuf>,
     /// Settings (negotiated with the peer).
     pub settings: DistillSettings,
     /// Deterministic protocol randomness (tests only; insecure).
@@ -95,6 +97,9 @@ pub struct CommittedBlock {
     pub bytes: u64,
     /// The verification collision bound of the block.
     pub collision_bound: f64,
+    /// The block's public confirmation tag (names this version of the block's key).
+    #[serde(default)]
+    pub tag: u64,
 }
 
 /// The state file of a site's run.
@@ -256,6 +261,7 @@ impl KeySink for SiteKeyFile {
                 .verification
                 .as_ref()
                 .map_or(0.0, |v| v.collision_bound),
+            tag: block.confirmation.as_ref().map_or(0, |c| c.tag),
         });
         self.persist()
     }
@@ -273,6 +279,72 @@ impl KeySink for SiteKeyFile {
             .map_err(io(&self.path))?;
         self.file.sync_all().map_err(io(&self.path))?;
         Ok(())
+    }
+}
+
+/// Where a site's keys go: its key file, or a key store's inbox.
+pub enum SiteSink {
+    /// `ROLE.key` with its state file.
+    File(SiteKeyFile),
+    /// A key store.
+    Store(crate::keystore::StoreInbox),
+}
+
+impl SiteSink {
+    /// Open the sink of `opts` for the run.
+    pub fn open(opts: &SiteOptions, run_id: &str, protocol: ProtocolKind) -> Result<SiteSink> {
+        Ok(match &opts.store {
+            Some(dir) => SiteSink::Store(crate::keystore::StoreInbox::open(
+                dir, opts.role, run_id, protocol, opts.fresh,
+            )?),
+            None => SiteSink::File(SiteKeyFile::open(
+                &opts.out_dir,
+                opts.role,
+                run_id,
+                protocol,
+                opts.fresh,
+            )?),
+        })
+    }
+
+    /// The run's progress.
+    pub fn state(&self) -> &SiteState {
+        match self {
+            SiteSink::File(f) => f.state(),
+            SiteSink::Store(s) => s.state(),
+        }
+    }
+
+    /// Mark the run complete.
+    pub fn complete(&mut self) -> Result<()> {
+        match self {
+            SiteSink::File(f) => f.complete(),
+            SiteSink::Store(s) => s.complete(),
+        }
+    }
+
+    /// The key file, or the store directory.
+    pub fn path(&self) -> &Path {
+        match self {
+            SiteSink::File(f) => f.path(),
+            SiteSink::Store(s) => s.store(),
+        }
+    }
+}
+
+impl KeySink for SiteSink {
+    fn append(&mut self, block: &BlockReport, key: &SecretKey) -> Result<()> {
+        match self {
+            SiteSink::File(f) => f.append(block, key),
+            SiteSink::Store(s) => s.append(block, key),
+        }
+    }
+
+    fn rollback(&mut self, first_block: u64) -> Result<()> {
+        match self {
+            SiteSink::File(f) => f.rollback(first_block),
+            SiteSink::Store(s) => s.rollback(first_block),
+        }
     }
 }
 
@@ -333,8 +405,11 @@ pub struct SiteReport {
     pub abort_reason: Option<String>,
     /// Structured abort reason.
     pub abort: Option<AbortReason>,
-    /// The key file.
+    /// The key file (or the key store directory, with `key_in_store`).
     pub key_file: PathBuf,
+    /// The keys went into a key store (docs/keys.md), not a key file.
+    #[serde(default)]
+    pub key_in_store: bool,
     /// Blocks committed in the key file (all sessions).
     pub committed_blocks: u64,
     /// Secret bits in the key file (all sessions).
@@ -414,7 +489,7 @@ pub fn run_site(
     let protocol = input.protocol()?;
     let run_id = input.run_id().to_string();
     let pool = Arc::new(AuthPool::load(&opts.auth_key, opts.role)?);
-    let mut sink = SiteKeyFile::open(&opts.out_dir, opts.role, &run_id, protocol, opts.fresh)?;
+    let mut sink = SiteSink::open(opts, &run_id, protocol)?;
     let listener = match &opts.endpoint {
         Endpoint::Listen(a) => Some(tcp::Listener::bind(a)?),
         Endpoint::Connect(_) => None,
@@ -634,6 +709,7 @@ pub fn run_site(
         }),
         abort,
         key_file: sink.path().to_path_buf(),
+        key_in_store: matches!(sink, SiteSink::Store(_)),
         committed_blocks: nb,
         secret_bits,
         epsilon_sec: security.epsilon_sec,

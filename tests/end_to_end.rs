@@ -22,6 +22,7 @@ fn opts(out: &Path, settings: DistillSettings, seed: Option<u64>) -> DistillOpti
         kernels: Kernels::detect(),
         frame_tap: None,
         sync: Default::default(),
+        store: None,
     }
 }
 

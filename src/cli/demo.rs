@@ -76,6 +76,7 @@ pub fn run(a: DemoArgs) -> Result<u8> {
         kernels: Kernels::detect(),
         frame_tap: None,
         sync: Default::default(),
+        store: None,
     };
     let report = distill(&sim.files.alice, &sim.files.bob, &opts, progress)?;
     if let Some(r) = &a.report {

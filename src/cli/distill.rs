@@ -125,8 +125,12 @@ pub struct DistillArgs {
     #[arg(long)]
     pub bob: PathBuf,
     /// Directory for alice.key and bob.key.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "store")]
+    pub out: Option<PathBuf>,
+    /// Put the keys into the key stores DIR/alice and DIR/bob (for `qkd kme` and `qkd keys`)
+    /// instead of key files.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Write the JSON report to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -151,9 +155,14 @@ pub struct DistillArgs {
 }
 
 pub fn run(a: DistillArgs) -> Result<u8> {
+    let out = a
+        .out
+        .clone()
+        .or_else(|| a.store.clone())
+        .unwrap_or_else(|| PathBuf::from("."));
     let opts = DistillOptions {
         settings: a.settings.settings()?,
-        out_dir: a.out.clone(),
+        out_dir: out.clone(),
         overwrite: a.force,
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
@@ -164,6 +173,7 @@ pub fn run(a: DistillArgs) -> Result<u8> {
             period_ps: a.bob_format.slot_period_ps,
             ..Default::default()
         },
+        store: a.store.clone(),
     };
     let progress = Arc::new(TermProgress::new(a.json));
     // A time tagger's file: import it next to the keys first (paired with Alice's run).
@@ -172,8 +182,8 @@ pub fn run(a: DistillArgs) -> Result<u8> {
     if a.bob_format.format.is_some() {
         let mut io = a.bob_format.options()?;
         io.run_id = Some(qkd_distill::io::PrepLog::open(&a.alice)?.header().run_id);
-        std::fs::create_dir_all(&a.out).map_err(|e| qkd_distill::error::Error::io(&a.out, e))?;
-        let path = a.out.join(".bob-import.qdl");
+        std::fs::create_dir_all(&out).map_err(|e| qkd_distill::error::Error::io(&out, e))?;
+        let path = out.join(".bob-import.qdl");
         qkd_distill::io::import::import(std::slice::from_ref(&a.bob), &io, Some((&path, true)))?;
         _imported = Some(TempFile(path.clone()));
         bob = path;

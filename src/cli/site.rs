@@ -59,8 +59,11 @@ pub struct SiteArgs {
     #[arg(long)]
     pub auth_key: PathBuf,
     /// Directory for the key file (alice.key / bob.key) and its session state.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "store")]
+    pub out: Option<PathBuf>,
+    /// Put the keys into this key store (for `qkd kme` and `qkd keys`) instead of a key file.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     /// Write the JSON report to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -126,6 +129,17 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+impl SiteArgs {
+    /// The directory of the key file or, with a store, of the site's work files.
+    fn out_dir(&self) -> PathBuf {
+        match (&self.out, &self.store) {
+            (Some(o), _) => o.clone(),
+            (None, Some(s)) => s.join("work"),
+            (None, None) => PathBuf::from("."),
+        }
+    }
+}
+
 fn options(role: Role, log: PathBuf, a: &SiteArgs) -> Result<SiteOptions> {
     let mut settings = a.settings.settings()?;
     settings.auth_refill_bits = a.auth_refill_bits;
@@ -147,7 +161,8 @@ fn options(role: Role, log: PathBuf, a: &SiteArgs) -> Result<SiteOptions> {
         log,
         endpoint,
         auth_key: a.auth_key.clone(),
-        out_dir: a.out.clone(),
+        out_dir: a.out_dir(),
+        store: a.store.clone(),
         settings,
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
@@ -205,7 +220,12 @@ pub fn print_summary(r: &SiteReport) {
     let eps = |x: Option<f64>| x.map_or_else(|| "withdrawn".to_string(), |v| format!("{v:e}"));
     match r.outcome {
         SiteOutcome::Key | SiteOutcome::Stopped => println!(
-            "  key file          {}: {} bits in {} block(s), ε_sec = {}, ε_cor = {}, ε_auth = {:.1e}{}",
+            "  {}  {}: {} bits in {} block(s), ε_sec = {}, ε_cor = {}, ε_auth = {:.1e}{}",
+            if r.key_in_store {
+                "key store       "
+            } else {
+                "key file        "
+            },
             r.key_file.display(),
             thousands(r.secret_bits),
             r.committed_blocks,
@@ -254,8 +274,9 @@ pub fn run_bob(a: BobArgs) -> Result<u8> {
             )
             .into());
         }
-        std::fs::create_dir_all(&a.site.out).map_err(|e| Error::io(&a.site.out, e))?;
-        let path = a.site.out.join(".bob-stdin.raw");
+        let out = a.site.out_dir();
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        let path = out.join(".bob-stdin.raw");
         let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         std::io::copy(&mut std::io::stdin().lock(), &mut f)
             .map_err(|e| Error::io("standard input", e))?;
@@ -272,8 +293,9 @@ pub fn run_bob(a: BobArgs) -> Result<u8> {
             )
             .into());
         }
-        std::fs::create_dir_all(&a.site.out).map_err(|e| Error::io(&a.site.out, e))?;
-        let path = a.site.out.join(".bob-import.qdl");
+        let out = a.site.out_dir();
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        let path = out.join(".bob-import.qdl");
         qkd_distill::io::import::import(std::slice::from_ref(&input), &io, Some((&path, true)))?;
         _imported = Some(super::distill::TempFile(path.clone()));
         log = path;

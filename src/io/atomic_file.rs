@@ -89,8 +89,26 @@ impl AtomicFile {
         file.sync_all().map_err(|e| Error::io(&self.partial, e))?;
         drop(file);
         std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        sync_parent(&self.target)?;
         Ok(self.target.clone())
     }
+}
+
+/// Make a rename or creation in `path`'s directory durable (Unix: fsync the directory).
+pub fn sync_parent(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 impl Drop for AtomicFile {

@@ -6,6 +6,12 @@
 //! removed, so an aborted run leaves no key bits behind. An existing key file is never
 //! overwritten unless asked. Keys are raw bytes: bit i of the key is bit i mod 8 of byte i/8.
 
+pub mod inbox;
+pub mod store;
+
+pub use inbox::StoreInbox;
+pub use store::KeyStore;
+
 use crate::block::{BlockReport, SecretKey};
 use crate::error::Result;
 use crate::io::AtomicFile;

@@ -73,7 +73,7 @@ impl Stage for ConfirmationStage {
                 .collect()
         };
         let id = block.id;
-        let ok = match s.role {
+        let (ok, commit_tag) = match s.role {
             Role::Alice => {
                 let hash_key = self.io.rng.next_u64();
                 let tag = crate::verification::tag(&s.kernels, &bits, hash_key) ^ pad;
@@ -93,7 +93,7 @@ impl Stage for ConfirmationStage {
                     refill_words: if ok { refill_words } else { 0 },
                 };
                 self.io.channel.send(&commit, &mut block.ledger)?;
-                ok
+                (ok, hash_key)
             }
             Role::Bob => {
                 let (hash_key, tag) = match self.io.channel.recv(&mut block.ledger)? {
@@ -113,7 +113,7 @@ impl Stage for ConfirmationStage {
                         block: b,
                         commit,
                         refill_words: r,
-                    } if b == id && (!commit || (ok && r == refill_words)) => commit,
+                    } if b == id && (!commit || (ok && r == refill_words)) => (commit, hash_key),
                     Message::KeyCommit { block: b, .. } => {
                         return Err(ProtocolError::Disagreement {
                             what: "block commit",
@@ -133,6 +133,7 @@ impl Stage for ConfirmationStage {
             confirmed: ok,
             pad_bits: 8 * CONFIRMATION_PAD_BYTES as u64,
             auth_refill_bits: refilled,
+            tag: commit_tag,
         });
         if refilled > 0 {
             // Those words now belong to the authentication pool, not to the delivered key.
