@@ -44,6 +44,8 @@ pub mod io;
 pub mod kernels;
 pub mod keyrate;
 pub mod keystore;
+pub mod keyuse;
+pub mod kme;
 pub mod ledger;
 pub mod monitors;
 pub mod parameter_estimation;
