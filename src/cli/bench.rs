@@ -22,6 +22,9 @@ pub enum BenchCommand {
     Ec(EcArgs),
     /// Privacy amplification: Toeplitz hashing throughput per block size and algorithm.
     Pa(super::bench_pa::PaArgs),
+    /// Key delivery: two KMEs under concurrent ETSI GS QKD 014 clients (latency, throughput,
+    /// no key twice).
+    Kme(super::keys::BenchKmeArgs),
 }
 
 #[derive(Args)]
@@ -191,6 +194,7 @@ pub fn run(a: BenchArgs) -> Result<u8> {
     match a.command {
         BenchCommand::Ec(e) => ec(e),
         BenchCommand::Pa(p) => super::bench_pa::pa(p),
+        BenchCommand::Kme(k) => super::keys::run_bench_kme(k),
     }
 }
 

@@ -9,6 +9,7 @@ mod distill;
 mod import;
 mod inspect;
 mod keyrate;
+mod keys;
 mod output;
 mod simulate;
 mod site;
@@ -56,6 +57,16 @@ enum Command {
     Alice(site::AliceArgs),
     /// Run Bob's site: his detections, over an authenticated TCP link to Alice's site.
     Bob(site::BobArgs),
+    /// A key store: status, list, export.
+    Keys(keys::KeysArgs),
+    /// Serve a key store to applications by ETSI GS QKD 014 over mutual TLS.
+    Kme(keys::KmeArgs),
+    /// Encrypt a file with keys from a KME (one-time pad or AES-256-GCM).
+    Encrypt(keys::EncryptArgs),
+    /// Decrypt a file with keys from a KME.
+    Decrypt(keys::DecryptArgs),
+    /// Create a throw-away PKI (CA and certificates for KMEs and SAEs) for tests.
+    Pki(keys::PkiArgs),
 }
 
 /// Parse the command line and run; returns the exit code.
@@ -76,5 +87,10 @@ pub fn run() -> Result<u8> {
         Command::AuthKey(a) => site::run_auth_key(a),
         Command::Alice(a) => site::run_alice(a),
         Command::Bob(a) => site::run_bob(a),
+        Command::Keys(a) => keys::run_keys(a),
+        Command::Kme(a) => keys::run_kme(a),
+        Command::Encrypt(a) => keys::run_encrypt(a),
+        Command::Decrypt(a) => keys::run_decrypt(a),
+        Command::Pki(a) => keys::run_pki(a),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod client;
+pub mod load;
 pub mod pki;
 pub mod server;
 pub mod tls;
