@@ -55,6 +55,14 @@ impl Mode {
         }
     }
 
+    /// `otp` / `aes-256-gcm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Otp => "otp",
+            Mode::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+
     /// Key bits a message of `n` bytes needs.
     pub fn key_bits(self, n: u64) -> u64 {
         match self {

@@ -309,8 +309,15 @@ pub fn print_summary(r: &DistillReport) {
                 r.epsilon_cor_per_block
             );
             if let Some(k) = &r.key_files {
+                let store = k.alice.file_name().is_some_and(|n| n == "alice")
+                    && k.alice.join("inbox").is_dir();
                 println!(
-                    "  key files         {} and {} (confirmed block by block, {} bytes each)",
+                    "  {}  {} and {} (confirmed block by block, {} bytes each)",
+                    if store {
+                        "key stores      "
+                    } else {
+                        "key files       "
+                    },
                     k.alice.display(),
                     k.bob.display(),
                     thousands(r.secret_bits / 8)

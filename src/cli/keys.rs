@@ -327,9 +327,9 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<u8> {
         print_json(&h);
     } else {
         println!(
-            "encrypted {} bytes ({:?}) for {} with {} key(s) ({} key bits) from {}: {}",
+            "encrypted {} bytes ({}) for {} with {} key(s) ({} key bits) from {}: {}",
             thousands(h.bytes),
-            h.mode,
+            h.mode.name(),
             h.slave_SAE_ID,
             h.key_IDs.len(),
             thousands(h.key_bits_used),
@@ -352,9 +352,9 @@ pub fn run_decrypt(a: DecryptArgs) -> Result<u8> {
         print_json(&h);
     } else {
         println!(
-            "decrypted {} bytes ({:?}, authentic) from {} with {} key(s) from {}: {}",
+            "decrypted {} bytes ({}, authentic) from {} with {} key(s) from {}: {}",
             thousands(h.bytes),
-            h.mode,
+            h.mode.name(),
             h.master_SAE_ID,
             h.key_IDs.len(),
             a.sae.kme,
@@ -443,6 +443,22 @@ pub fn run_bench_kme(a: BenchKmeArgs) -> Result<u8> {
         a.keys.div_ceil(per_block),
         (per_block * 32) as usize,
     )?;
+    // Baseline in the same run: the store alone (no TLS, no HTTP, no peer), one key per
+    // delivery as the master does it (two fsynced transactions), single-threaded.
+    let (ba, bb) = (dir.join("base-a"), dir.join("base-b"));
+    kme::load::fill_synthetic(&ba, &bb, "base", 2, (per_block * 32) as usize)?;
+    let base = KeyStore::open(&ba)?;
+    let mut base_ms = Vec::new();
+    let t0 = std::time::Instant::now();
+    while base_ms.len() < 2000 && t0.elapsed() < Duration::from_secs(5) {
+        let t = std::time::Instant::now();
+        base.export(1)?;
+        base_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let base_per_s = base_ms.len() as f64 / t0.elapsed().as_secs_f64();
+    base_ms.sort_by(f64::total_cmp);
+    let base_p50 = base_ms[base_ms.len() / 2];
+    drop(base);
     let free = || -> Result<u16> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -500,6 +516,7 @@ pub fn run_bench_kme(a: BenchKmeArgs) -> Result<u8> {
         "store_a": st_a,
         "store_b": st_b,
         "keys_at_start": stored,
+        "baseline_store_alone": {"deliveries_per_s": base_per_s, "p50_ms": base_p50, "note": "one key per delivery (begin + finish grant, two fsynced redb transactions), one thread, no TLS/HTTP/peer"},
         "consistent": ok,
         "note": "synthetic keys (identical random bytes in both stores): this measures the KMEs, not the distillation",
     });
@@ -526,6 +543,10 @@ pub fn run_bench_kme(a: BenchKmeArgs) -> Result<u8> {
         println!(
             "  dec_keys (slave KME)                                     p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             rep.dec_keys.p50_ms, rep.dec_keys.p99_ms, rep.dec_keys.max_ms
+        );
+        println!(
+            "  baseline, the store alone (one thread, no TLS/HTTP/peer): {:.0} deliveries/s, p50 {:.2} ms",
+            base_per_s, base_p50
         );
         println!(
             "  no key twice: {}; same bytes at both: {}; stores consistent (available + delivered = stored, nothing left pending): {}; errors {}{}",
