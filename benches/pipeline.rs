@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         frame_tap: None,
         sync: Default::default(),
         store: None,
+        report: None,
     };
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(pulses));

@@ -8,7 +8,7 @@ use crate::classical::{ChannelStats, FrameTap, Link, in_memory_pair};
 use crate::config::DistillSettings;
 use crate::error::{AbortReason, Alarm, ConfigError, Error, ProtocolError, Result};
 use crate::kernels::Kernels;
-use crate::keystore::KeyFile;
+use crate::keystore::{KeyFile, commit_pair, recover_pair};
 use crate::ledger::LeakageLedger;
 use crate::monitors::MonitorSummary;
 use crate::party::{Party, PartyConfig, PartyInput, PartyResult, PartyRun};
@@ -41,6 +41,8 @@ pub struct DistillOptions {
     /// Put the keys into the key stores `STORE/alice` and `STORE/bob` (docs/keys.md) instead
     /// of key files; they enter the stores only when the run completed.
     pub store: Option<PathBuf>,
+    /// Write the JSON report here, committed together with the keys.
+    pub report: Option<PathBuf>,
 }
 
 /// Where a batch party's key goes until the run is known to have completed.
@@ -390,20 +392,23 @@ fn key_files(opts: &DistillOptions) -> Result<KeyFiles> {
         });
     }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let files = KeyFiles {
+    Ok(KeyFiles {
         alice: opts.out_dir.join("alice.key"),
         bob: opts.out_dir.join("bob.key"),
-    };
-    for f in [&files.alice, &files.bob] {
-        if !opts.overwrite && f.exists() {
-            return Err(ConfigError::Mismatch(format!(
-                "{} already exists; refusing to overwrite it (use --force to replace it)",
-                f.display()
-            ))
-            .into());
-        }
+    })
+}
+
+/// Every file a batch run writes, checked against the rule of [`crate::io::outputs`] before
+/// any work starts.
+fn check_outputs(alice_log: &Path, bob_log: &Path, opts: &DistillOptions) -> Result<()> {
+    let mut plan = crate::io::OutputPlan::new(opts.overwrite);
+    plan.input(alice_log).input(bob_log);
+    if opts.store.is_none() {
+        plan.output(&opts.out_dir.join("alice.key"), "Alice's key")
+            .output(&opts.out_dir.join("bob.key"), "Bob's key");
     }
-    Ok(files)
+    plan.output_opt(opts.report.as_deref(), "--report");
+    plan.check()
 }
 
 /// Run both parties, each on its own thread, over an in-memory link.
@@ -555,6 +560,8 @@ pub fn distill(
     opts.settings.validate()?;
     let (a_in, b_in) = open_inputs(alice_log, bob_log)?;
     let protocol = a_in.protocol()?;
+    let guard = OutputGuard::acquire(opts)?;
+    check_outputs(alice_log, bob_log, opts)?;
     let files = key_files(opts)?;
     let config = |role| PartyConfig {
         role,
@@ -598,12 +605,8 @@ pub fn distill(
         None if secret == 0 => (RunOutcome::NoKey, Some(no_key_reason(&blocks)), None),
         None => (RunOutcome::Key, None, Some(files.clone())),
     };
-    if outcome == RunOutcome::Key {
-        // Commit both only when both completed and every block was confirmed on both sides.
-        a_run.sink.expect("Alice's key file").commit()?;
-        b_run.sink.expect("Bob's key file").commit()?;
-    }
-    Ok(report(Finished {
+    let is_key = outcome == RunOutcome::Key;
+    let mut rep = report(Finished {
         protocol,
         run_id: alice.input().run_id().to_string(),
         logs: (alice_log.to_path_buf(), bob_log.to_path_buf()),
@@ -621,7 +624,113 @@ pub fn distill(
         blocks_ok,
         elapsed: start.elapsed().as_secs_f64(),
         opts,
-    }))
+    });
+    rep.warnings.extend(guard.notes.iter().cloned());
+    // The report is written with the keys, in one commit: the keys, the report and the exit
+    // code tell the same story (a failure to write either leaves neither).
+    let report_file = match &opts.report {
+        Some(p) => {
+            let text = serde_json::to_string_pretty(&rep).expect("report serializes") + "\n";
+            let mut f = crate::io::AtomicFile::create(p, true, false)?;
+            f.write_all(text.as_bytes())?;
+            Some(f.prepare()?)
+        }
+        None => None,
+    };
+    if is_key {
+        // Commit both only when both completed and every block was confirmed on both sides.
+        commit_sinks(
+            a_run.sink.expect("Alice's key file"),
+            b_run.sink.expect("Bob's key file"),
+            report_file,
+        )?;
+    } else if let Some(f) = report_file {
+        f.commit()?;
+    }
+    Ok(rep)
+}
+
+/// Commit both parties' keys together (key files: one pair commit, [`commit_pair`]).
+fn commit_sinks(
+    a: BatchSink,
+    b: BatchSink,
+    report: Option<crate::io::atomic_file::PreparedFile>,
+) -> Result<()> {
+    match (a, b) {
+        (BatchSink::File(a), BatchSink::File(b)) => {
+            commit_pair(a, b, report.into_iter().collect()).map(|_| ())
+        }
+        (a, b) => {
+            a.commit()?;
+            b.commit()?;
+            if let Some(r) = report {
+                r.commit()?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The output folders of a batch run, locked for the run (`.qkd.lock`), and recovered from a
+/// crash of an earlier run before anything is checked or written.
+struct OutputGuard {
+    _locks: Vec<crate::io::DirLock>,
+    created: Option<(PathBuf, crate::io::outputs::CreatedDirs)>,
+    notes: Vec<String>,
+}
+
+impl OutputGuard {
+    fn acquire(opts: &DistillOptions) -> Result<OutputGuard> {
+        let mut notes = vec![];
+        let (dirs, created) = match &opts.store {
+            Some(s) => (vec![s.join("alice"), s.join("bob")], None),
+            None => {
+                let c = crate::io::outputs::CreatedDirs::create(&opts.out_dir)?;
+                (vec![opts.out_dir.clone()], Some((opts.out_dir.clone(), c)))
+            }
+        };
+        let mut locks = vec![];
+        for d in &dirs {
+            locks.push(crate::io::DirLock::acquire(d, "distill")?);
+        }
+        if opts.store.is_none() {
+            let r = recover_pair(&opts.out_dir, &["alice.key", "bob.key"])?;
+            for p in &r.completed {
+                notes.push(format!(
+                    "{}: completed the commit of a key pair that an earlier run was interrupted in",
+                    p.display()
+                ));
+            }
+            for p in &r.removed {
+                notes.push(format!(
+                    "{}: removed (the temporary key file of an earlier run that never finished)",
+                    p.display()
+                ));
+            }
+        }
+        Ok(OutputGuard {
+            _locks: locks,
+            created,
+            notes,
+        })
+    }
+}
+
+impl Drop for OutputGuard {
+    /// A run that wrote nothing leaves no empty folder behind (the lock file is removed with
+    /// a folder this run created; an existing folder keeps it).
+    fn drop(&mut self) {
+        if let Some((dir, c)) = self.created.take() {
+            let only_lock = std::fs::read_dir(&dir).is_ok_and(|it| {
+                it.filter_map(|e| e.ok())
+                    .all(|e| e.file_name() == crate::io::lock::LOCK_FILE)
+            });
+            if only_lock {
+                let _ = std::fs::remove_file(dir.join(crate::io::lock::LOCK_FILE));
+                c.remove_if_empty();
+            }
+        }
+    }
 }
 
 /// Everything a finished run's report is made of.

@@ -140,6 +140,7 @@ pub struct SiteKeyFile {
     state_path: PathBuf,
     file: std::fs::File,
     state: SiteState,
+    _lock: crate::io::DirLock,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -155,7 +156,11 @@ impl SiteKeyFile {
         protocol: ProtocolKind,
         fresh: bool,
     ) -> Result<SiteKeyFile> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = crate::io::DirLock::acquire_as(
+            dir,
+            &format!(".{}.lock", role.name()),
+            &format!("{} site", role.name()),
+        )?;
         let path = dir.join(format!("{}.key", role.name()));
         let state_path = dir.join(format!("{}.session.json", role.name()));
         let existing: Option<SiteState> = if state_path.exists() && !fresh {
@@ -213,6 +218,7 @@ impl SiteKeyFile {
             state_path,
             file,
             state,
+            _lock: lock,
         };
         f.persist()?;
         Ok(f)
@@ -482,6 +488,7 @@ pub fn run_site(
     let start = Instant::now();
     opts.settings.validate()?;
     let input = if opts.settings.follow {
+        PartyInput::wait_for_header(&opts.log, opts.connect_timeout, &opts.stop);
         PartyInput::open_growing(&opts.log)?
     } else {
         PartyInput::open(&opts.log)?

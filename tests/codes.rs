@@ -1,5 +1,5 @@
 //! The stored codes in data/codes are exactly what the construction produces (regenerate with
-//! `qkd codes generate --out-dir data/codes` after changing the construction).
+//! `qkd codes generate --out-dir data/codes --force` after changing the construction).
 
 use qkd_distill::error_correction::ldpc::catalog;
 
@@ -14,7 +14,7 @@ fn stored_codes_are_up_to_date() {
             std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             stored == code.to_text(),
-            "data/codes/{name} is stale: run `qkd codes generate --out-dir data/codes`"
+            "data/codes/{name} is stale: run `qkd codes generate --out-dir data/codes --force`"
         );
         assert!(
             catalog::FILES

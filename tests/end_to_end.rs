@@ -23,6 +23,7 @@ fn opts(out: &Path, settings: DistillSettings, seed: Option<u64>) -> DistillOpti
         frame_tap: None,
         sync: Default::default(),
         store: None,
+        report: None,
     }
 }
 

@@ -55,6 +55,12 @@ struct AmplifyReport {
 }
 
 pub fn run(a: AmplifyArgs) -> Result<u8> {
+    qkd_distill::io::OutputPlan::new(a.force)
+        .input(&a.input)
+        .input(&a.seed)
+        .output(&a.out, "--out")
+        .output_opt(a.report.as_deref(), "--report")
+        .check()?;
     let input = std::fs::read(&a.input).map_err(|e| Error::io(&a.input, e))?;
     let n = input.len() * 8;
     if n == 0 {
@@ -63,8 +69,10 @@ pub fn run(a: AmplifyArgs) -> Result<u8> {
         );
     }
     let plan = ToeplitzPlan::new(n, a.output_bits)?;
-    let seed_bytes = std::fs::read(&a.seed).map_err(|e| Error::io(&a.seed, e))?;
     let need = plan.seed_bits();
+    // Read only the n + M − 1 bits needed: the seed may be a device (/dev/urandom) or a huge
+    // file.
+    let seed_bytes = read_prefix(&a.seed, need.div_ceil(8))?;
     if seed_bytes.len() * 8 < need {
         return Err(ConfigError::invalid(
             "seed",
@@ -114,4 +122,15 @@ pub fn run(a: AmplifyArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// At most `n` bytes from the start of `path` (fewer if it is shorter).
+fn read_prefix(path: &std::path::Path, n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = Vec::with_capacity(n.min(1 << 30));
+    f.take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(buf)
 }

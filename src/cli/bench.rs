@@ -4,7 +4,7 @@
 use super::output::{TermProgress, rate, write_json};
 use super::svg;
 use clap::{Args, Subcommand};
-use qkd_distill::error::{ConfigError, Error, Result};
+use qkd_distill::error::{ConfigError, Result};
 use qkd_distill::error_correction::cascade::Cascade;
 use qkd_distill::error_correction::cascade::CascadeVariant;
 use qkd_distill::error_correction::ldpc::{LdpcReconciler, LdpcSettings, catalog};
@@ -74,6 +74,9 @@ pub struct EcArgs {
     /// Plot efficiency and FER against QBER (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Replace existing --json, --csv or --plot files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -98,6 +101,44 @@ struct Row {
     messages_mean: f64,
     revealed_bits_mean: f64,
     isa: String,
+}
+
+/// The columns of `bench ec --csv`, in the order of [`csv_row`].
+const CSV_HEADER: &str = "method,variant,qber,qber_actual,block_bits,frames,efficiency,efficiency_successful,fer,undetected_errors,throughput_bps,threads,rtt_ms,iterations_mean,round_trips_mean,messages_mean,revealed_bits_mean,isa";
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One row of `bench ec --csv`: a field per column of [`CSV_HEADER`].
+fn csv_row(r: &Row) -> String {
+    [
+        csv_field(&r.method),
+        csv_field(&r.variant),
+        r.qber.to_string(),
+        r.qber_actual.to_string(),
+        r.block_bits.to_string(),
+        r.frames.to_string(),
+        r.efficiency.to_string(),
+        r.efficiency_successful
+            .map_or(String::new(), |x| x.to_string()),
+        r.fer.to_string(),
+        r.undetected_errors.to_string(),
+        r.throughput_bps.to_string(),
+        r.threads.to_string(),
+        r.rtt_ms.to_string(),
+        r.iterations_mean.to_string(),
+        r.round_trips_mean.to_string(),
+        r.messages_mean.to_string(),
+        r.revealed_bits_mean.to_string(),
+        csv_field(&r.isa),
+    ]
+    .join(",")
 }
 
 fn cascade_variants(names: &[String], all: bool) -> Result<Vec<CascadeVariant>> {
@@ -199,6 +240,11 @@ pub fn run(a: BenchArgs) -> Result<u8> {
 }
 
 fn ec(a: EcArgs) -> Result<u8> {
+    qkd_distill::io::OutputPlan::new(a.force)
+        .output_opt(a.json.as_deref(), "--json")
+        .output_opt(a.csv.as_deref(), "--csv")
+        .output_opt(a.plot.as_deref(), "--plot")
+        .check()?;
     let ms = methods(&a.method)?;
     if ms.iter().any(|m| m.starts_with("ldpc")) && !catalog::lengths().contains(&a.block_bits) {
         return Err(ConfigError::invalid(
@@ -317,34 +363,13 @@ fn ec(a: EcArgs) -> Result<u8> {
         write_json(p, &rows)?;
     }
     if let Some(p) = &a.csv {
-        let mut t = String::from(
-            "method,variant,qber,qber_actual,block_bits,frames,efficiency,efficiency_successful,fer,undetected_errors,throughput_bps,threads,iterations_mean,round_trips_mean,messages_mean,revealed_bits_mean,isa\n",
-        );
+        let mut t = String::from(CSV_HEADER);
+        t.push('\n');
         for r in &rows {
-            t += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                r.method,
-                r.variant,
-                r.qber,
-                r.qber_actual,
-                r.block_bits,
-                r.frames,
-                r.efficiency,
-                r.efficiency_successful
-                    .map_or(String::new(), |x| x.to_string()),
-                r.fer,
-                r.undetected_errors,
-                r.throughput_bps,
-                r.threads,
-                r.rtt_ms,
-                r.iterations_mean,
-                r.round_trips_mean,
-                r.messages_mean,
-                r.revealed_bits_mean,
-                r.isa
-            );
+            t += &csv_row(r);
+            t.push('\n');
         }
-        std::fs::write(p, t).map_err(|e| Error::io(p, e))?;
+        qkd_distill::io::write_atomic(p, t.as_bytes(), false)?;
     }
     if let Some(p) = &a.plot {
         let labels: Vec<String> = {
@@ -386,7 +411,7 @@ fn ec(a: EcArgs) -> Result<u8> {
                 hlines: vec![(1e-3, "1e-3".into())],
             },
         ]);
-        std::fs::write(p, doc).map_err(|e| Error::io(p, e))?;
+        qkd_distill::io::write_atomic(p, doc.as_bytes(), false)?;
     }
     println!(
         "{:<15} {:>6} {:>8} {:>8} {:>9} {:>8} {:>6} {:>14} {:>8}",
@@ -416,4 +441,58 @@ fn ec(a: EcArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row has the header's columns, also when a text field holds a comma or a quote.
+    #[test]
+    fn csv_rows_have_the_header_columns() {
+        let r = Row {
+            method: "cascade".into(),
+            variant: "opt(7, \"x\")".into(),
+            qber: 0.02,
+            qber_actual: 0.0201,
+            block_bits: 16384,
+            frames: 10,
+            efficiency: 1.05,
+            efficiency_successful: None,
+            fer: 0.0,
+            undetected_errors: 0,
+            throughput_bps: 1e8,
+            threads: 2,
+            rtt_ms: 10.0,
+            iterations_mean: 0.0,
+            round_trips_mean: 40.0,
+            messages_mean: 80.0,
+            revealed_bits_mean: 3000.0,
+            isa: "avx512".into(),
+        };
+        let parse = |line: &str| {
+            let (mut fields, mut cur, mut quoted) = (vec![], String::new(), false);
+            let mut it = line.chars().peekable();
+            while let Some(c) = it.next() {
+                match (c, quoted) {
+                    ('"', true) if it.peek() == Some(&'"') => {
+                        cur.push('"');
+                        it.next();
+                    }
+                    ('"', _) => quoted = !quoted,
+                    (',', false) => fields.push(std::mem::take(&mut cur)),
+                    _ => cur.push(c),
+                }
+            }
+            fields.push(cur);
+            fields
+        };
+        let header = parse(CSV_HEADER);
+        let row = parse(&csv_row(&r));
+        assert_eq!(header.len(), row.len());
+        let at = |name: &str| row[header.iter().position(|h| h == name).unwrap()].clone();
+        assert_eq!(at("variant"), "opt(7, \"x\")");
+        assert_eq!(at("rtt_ms"), "10");
+        assert_eq!(at("isa"), "avx512");
+    }
 }

@@ -40,6 +40,9 @@ pub struct PaArgs {
     /// Write the rows as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -77,6 +80,26 @@ pub fn pa(a: PaArgs) -> Result<u8> {
             ConfigError::invalid("output-ratio/reps", "need 0 < ratio ≤ 1, reps ≥ 1").into(),
         );
     }
+    if let Some(&n) = a
+        .input_bits
+        .iter()
+        .find(|&&n| n < 2 || ((n as f64 * a.output_ratio) as usize) < 1)
+    {
+        return Err(ConfigError::invalid(
+            "input-bits",
+            format!(
+                "{n}: every input size needs at least 2 bits and an output of at least 1 bit (output ratio {})",
+                a.output_ratio
+            ),
+        )
+        .into());
+    }
+    if a.threads.contains(&0) {
+        return Err(ConfigError::invalid("threads", "thread counts must be ≥ 1").into());
+    }
+    qkd_distill::io::OutputPlan::new(a.force)
+        .output_opt(a.json.as_deref(), "--json")
+        .check()?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if a.threads.is_empty() {
         let mut t = vec![1, cpus];

@@ -42,6 +42,9 @@ pub enum CodesCommand {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Read an .alist or .qc file, validate it and, if it is quasi-cyclic with Z = 64, write it in
     /// the QC text format.
@@ -54,12 +57,18 @@ pub enum CodesCommand {
         /// Name for the imported code.
         #[arg(long, default_value = "imported")]
         name: String,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Rebuild every built-in code (the files under data/codes) from its construction.
     Generate {
         /// Directory for the .qc files.
         #[arg(long)]
         out_dir: PathBuf,
+        /// Replace existing .qc files there.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -239,7 +248,15 @@ pub fn run(a: CodesArgs) -> Result<u8> {
                 println!("  provenance       {}", i.provenance);
             }
         }
-        CodesCommand::Export { code, format, out } => {
+        CodesCommand::Export {
+            code,
+            format,
+            out,
+            force,
+        } => {
+            qkd_distill::io::OutputPlan::new(force)
+                .output(&out, "--out")
+                .check()?;
             let c = catalog::by_name(&code).ok_or_else(|| {
                 ConfigError::invalid("code", format!("no built-in code `{code}`"))
             })?;
@@ -252,10 +269,19 @@ pub fn run(a: CodesArgs) -> Result<u8> {
                     );
                 }
             };
-            std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
+            qkd_distill::io::write_atomic(&out, text.as_bytes(), false)?;
             println!("wrote {} ({format})", out.display());
         }
-        CodesCommand::Import { input, out, name } => {
+        CodesCommand::Import {
+            input,
+            out,
+            name,
+            force,
+        } => {
+            qkd_distill::io::OutputPlan::new(force)
+                .input(&input)
+                .output_opt(out.as_deref(), "--out")
+                .check()?;
             let (h, _, _, _) = load(input.to_str().unwrap_or_default())?;
             println!(
                 "{}: valid parity-check matrix, n = {}, m = {}, {} edges",
@@ -266,7 +292,7 @@ pub fn run(a: CodesArgs) -> Result<u8> {
             );
             match (to_qc(&h, &name), out) {
                 (Some(qc), Some(out)) => {
-                    std::fs::write(&out, qc.to_text()).map_err(|e| Error::io(&out, e))?;
+                    qkd_distill::io::write_atomic(&out, qc.to_text().as_bytes(), false)?;
                     println!("quasi-cyclic with Z = {Z}: wrote {}", out.display());
                 }
                 (Some(_), None) => {
@@ -277,11 +303,20 @@ pub fn run(a: CodesArgs) -> Result<u8> {
                 ),
             }
         }
-        CodesCommand::Generate { out_dir } => {
+        CodesCommand::Generate { out_dir, force } => {
+            let codes = catalog::generate();
+            let mut plan = qkd_distill::io::OutputPlan::new(force);
+            let paths: Vec<PathBuf> = codes
+                .iter()
+                .map(|c| out_dir.join(format!("{}.qc", c.name)))
+                .collect();
+            for p in &paths {
+                plan.output(p, "a code file");
+            }
+            plan.check()?;
             std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
-            for c in catalog::generate() {
-                let p = out_dir.join(format!("{}.qc", c.name));
-                std::fs::write(&p, c.to_text()).map_err(|e| Error::io(&p, e))?;
+            for (c, p) in codes.iter().zip(&paths) {
+                qkd_distill::io::write_atomic(p, c.to_text().as_bytes(), false)?;
                 println!("{}", p.display());
             }
         }

@@ -1,7 +1,7 @@
 //! `qkd demo`: simulate a link and distill it, with progress and a readable summary.
 
 use super::distill::{SettingsArgs, print_summary};
-use super::output::{TermProgress, print_json, write_json};
+use super::output::{TermProgress, print_json};
 use super::simulate::LinkArgs;
 use clap::Args;
 use qkd_distill::engine::{DistillOptions, distill};
@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Print the JSON report instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// With --dir: replace the logs and keys of an earlier demo there.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub link: LinkArgs,
     #[command(flatten)]
@@ -48,7 +51,17 @@ pub fn run(a: DemoArgs) -> Result<u8> {
     let params = a.link.params()?;
     let settings = a.settings.settings()?;
     let (dir, _guard) = match &a.dir {
-        Some(d) => (d.clone(), None),
+        Some(d) => {
+            qkd_distill::io::OutputPlan::new(a.force)
+                .output(&d.join("alice.qpl"), "Alice's log")
+                .output(&d.join("bob.qdl"), "Bob's log")
+                .output(&d.join("link.json"), "link.json")
+                .output(&d.join("keys").join("alice.key"), "Alice's key")
+                .output(&d.join("keys").join("bob.key"), "Bob's key")
+                .output_opt(a.report.as_deref(), "--report")
+                .check()?;
+            (d.clone(), None)
+        }
         None => {
             let d =
                 std::env::temp_dir().join(format!("qkd-demo-{}-{}", std::process::id(), a.seed));
@@ -63,7 +76,14 @@ pub fn run(a: DemoArgs) -> Result<u8> {
             params.distance_km, a.pulses
         );
     }
-    let sim = simulate_decoy_bb84(&params, a.pulses, a.seed, &dir, true, progress.as_ref())?;
+    let sim = simulate_decoy_bb84(
+        &params,
+        a.pulses,
+        a.seed,
+        &dir,
+        a.force || a.dir.is_none(),
+        progress.as_ref(),
+    )?;
     if !a.json {
         super::simulate::print_summary(&sim);
         println!();
@@ -71,17 +91,15 @@ pub fn run(a: DemoArgs) -> Result<u8> {
     let opts = DistillOptions {
         settings,
         out_dir: dir.join("keys"),
-        overwrite: true,
+        overwrite: a.force || a.dir.is_none(),
         deterministic_seed: a.settings.insecure_deterministic_rng,
         kernels: Kernels::detect(),
         frame_tap: None,
         sync: Default::default(),
         store: None,
+        report: a.report.clone(),
     };
     let report = distill(&sim.files.alice, &sim.files.bob, &opts, progress)?;
-    if let Some(r) = &a.report {
-        write_json(r, &report)?;
-    }
     if a.json {
         print_json(&report);
     } else {

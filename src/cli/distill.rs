@@ -1,6 +1,6 @@
 //! `qkd distill`.
 
-use super::output::{TermProgress, print_json, rate, thousands, write_json};
+use super::output::{TermProgress, print_json, rate, thousands};
 use clap::Args;
 use qkd_distill::config::{DistillSettings, ReconciliationMethod};
 use qkd_distill::engine::{DistillOptions, DistillReport, RunOutcome, distill};
@@ -174,6 +174,7 @@ pub fn run(a: DistillArgs) -> Result<u8> {
             ..Default::default()
         },
         store: a.store.clone(),
+        report: a.report.clone(),
     };
     let progress = Arc::new(TermProgress::new(a.json));
     // A time tagger's file: import it next to the keys first (paired with Alice's run).
@@ -189,9 +190,6 @@ pub fn run(a: DistillArgs) -> Result<u8> {
         bob = path;
     }
     let report = distill(&a.alice, &bob, &opts, progress)?;
-    if let Some(r) = &a.report {
-        write_json(r, &report)?;
-    }
     if a.json {
         print_json(&report);
     } else {

@@ -38,9 +38,10 @@ pub struct ImportFormatArgs {
     /// quTAG time base in ps per unit.
     #[arg(long, default_value_t = 1.0)]
     pub timebase_ps: f64,
-    /// CSV columns, e.g. time,channel or channel,skip,time,kind.
-    #[arg(long, default_value = "time,channel")]
-    pub columns: String,
+    /// CSV columns, e.g. time,channel or channel,skip,time,kind (default: from a header line
+    /// of column names, as `qkd export` writes it; time,channel without one).
+    #[arg(long)]
+    pub columns: Option<String>,
     /// CSV time unit: ticks, ps, ns, us, s.
     #[arg(long, default_value = "ticks")]
     pub time_unit: String,
@@ -94,6 +95,27 @@ impl ImportFormatArgs {
                 Ok((c, s))
             })
             .collect::<Result<Vec<_>>>()?;
+        for (i, (c, _)) in detectors.iter().enumerate() {
+            if detectors[..i].iter().any(|(d, _)| d == c) {
+                return Err(ConfigError::invalid(
+                    "detectors",
+                    format!("channel {c} is mapped twice"),
+                )
+                .into());
+            }
+        }
+        if let Some(p) = self.slot_period_ps
+            && !(p.is_finite() && p > 0.0)
+        {
+            return Err(ConfigError::invalid(
+                "slot-period-ps",
+                format!("{p}: the slot period must be a positive number of ps"),
+            )
+            .into());
+        }
+        if self.sync_period_slots == Some(0) {
+            return Err(ConfigError::invalid("sync-period-slots", "must be ≥ 1").into());
+        }
         let mut extra = serde_json::Map::new();
         if self.slot_period_ps.is_some() || self.sync_period_slots.is_some() {
             extra.insert(
@@ -127,10 +149,13 @@ impl ImportFormatArgs {
             },
             timebase_ps: self.timebase_ps,
             csv: text::CsvSpec {
-                columns: text::CsvSpec::parse_columns(&self.columns)?,
+                columns: text::CsvSpec::parse_columns(
+                    self.columns.as_deref().unwrap_or("time,channel"),
+                )?,
                 time_unit: text::CsvSpec::parse_unit(&self.time_unit)?,
                 tick_ps: self.tick_ps,
                 channel_base: u16::from(self.one_based),
+                columns_from_header: self.columns.is_none(),
             },
             resort_horizon_ps: self.resort_horizon_ps,
             detectors,
@@ -198,6 +223,13 @@ pub fn print_report(r: &ImportReport) {
 }
 
 pub fn run_import(a: ImportArgs) -> Result<u8> {
+    let mut plan = qkd_distill::io::OutputPlan::new(a.force);
+    for i in &a.inputs {
+        plan.input(i);
+    }
+    plan.output_opt(a.out.as_deref(), "--out")
+        .output_opt(a.report.as_deref(), "--report")
+        .check()?;
     let opts = a.fmt.options()?;
     let report = import(&a.inputs, &opts, a.out.as_deref().map(|p| (p, a.force)))?;
     if let Some(p) = &a.report {
@@ -224,6 +256,9 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run_export(a: ExportArgs) -> Result<u8> {
@@ -238,11 +273,20 @@ fn export(a: &ExportArgs) -> Result<u8> {
     if a.format != "csv" {
         return Err(ConfigError::invalid("format", format!("`{}` (only csv)", a.format)).into());
     }
+    qkd_distill::io::OutputPlan::new(a.force)
+        .input(&a.input)
+        .output_opt(a.out.as_deref(), "--out")
+        .check()?;
     let log = DetectionLog::open(&a.input)?;
     let h = log.header();
     let ps_per_tick = h.tick_num as f64 * 1e12 / h.tick_den as f64;
-    let sink: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+    // A file appears only complete (a failure leaves no partial CSV).
+    let mut file = match &a.out {
+        Some(p) => Some(qkd_distill::io::AtomicFile::create(p, true, false)?),
+        None => None,
+    };
+    let sink: Box<dyn Write + '_> = match &mut file {
+        Some(f) => Box::new(AtomicWriter(f)),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
@@ -272,5 +316,24 @@ fn export(a: &ExportArgs) -> Result<u8> {
         }
     }
     w.flush().map_err(io)?;
+    drop(w);
+    if let Some(f) = file {
+        f.commit()?;
+    }
     Ok(0)
+}
+
+/// `io::Write` over an [`AtomicFile`](qkd_distill::io::AtomicFile).
+struct AtomicWriter<'a>(&'a mut qkd_distill::io::AtomicFile);
+
+impl Write for AtomicWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .write_all(buf)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

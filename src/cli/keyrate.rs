@@ -4,7 +4,7 @@ use super::output::{rate, write_json};
 use super::simulate::DeviceArgs;
 use super::svg;
 use clap::Args;
-use qkd_distill::error::{ConfigError, Error, Result};
+use qkd_distill::error::{ConfigError, Result};
 use qkd_distill::keyrate::{DataSize, Optimized, RateSettings, sweep};
 use qkd_distill::sim::link::LinkParams;
 use serde::Serialize;
@@ -51,6 +51,9 @@ pub struct KeyrateArgs {
     /// Plot the rates against distance (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Replace existing --json or --plot files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Serialize)]
@@ -109,6 +112,48 @@ pub fn run(a: KeyrateArgs) -> Result<u8> {
     if a.distance_km.is_empty() || a.distance_km.iter().any(|d| !(*d >= 0.0 && d.is_finite())) {
         return Err(ConfigError::invalid("distance-km", "give lengths ≥ 0").into());
     }
+    let count = |name: &'static str, v: Option<f64>, max: f64| -> Result<()> {
+        match v {
+            Some(x) if !(x.is_finite() && x >= 1.0 && x.fract() == 0.0 && x <= max) => {
+                Err(ConfigError::invalid(
+                    name,
+                    format!("{x}: give a whole number between 1 and {max:e}"),
+                )
+                .into())
+            }
+            _ => Ok(()),
+        }
+    };
+    // Above 2^53 a count is no longer exact in f64 and the finite-key terms lose their
+    // meaning (they fall below the rounding of the asymptotic term).
+    count("pulses", a.pulses, 1e18)?;
+    count("sifted-bits", a.sifted_bits, 2f64.powi(53))?;
+    let unit = |name: &'static str, v: f64| -> Result<()> {
+        if v.is_finite() && v > 0.0 && v < 1.0 {
+            Ok(())
+        } else {
+            Err(ConfigError::invalid(name, format!("{v}: must be in (0, 1)")).into())
+        }
+    };
+    unit("epsilon-sec", a.epsilon_sec)?;
+    unit("epsilon-cor", a.epsilon_cor)?;
+    if let Some(k) = a.kappa {
+        unit("kappa", k)?;
+    }
+    if !(a.qber_sample.is_finite() && (0.0..1.0).contains(&a.qber_sample)) {
+        return Err(ConfigError::invalid("qber-sample", "must be in [0, 1)").into());
+    }
+    if !(a.f_ec.is_finite() && a.f_ec >= 1.0) {
+        return Err(ConfigError::invalid(
+            "f-ec",
+            format!("{}: the error-correction efficiency is ≥ 1", a.f_ec),
+        )
+        .into());
+    }
+    qkd_distill::io::OutputPlan::new(a.force)
+        .output_opt(a.json.as_deref(), "--json")
+        .output_opt(a.plot.as_deref(), "--plot")
+        .check()?;
     let data = match (a.pulses, a.sifted_bits) {
         (Some(n), _) => DataSize::Pulses(n),
         (None, Some(n)) => DataSize::SiftedBits(n),
@@ -213,7 +258,7 @@ pub fn run(a: KeyrateArgs) -> Result<u8> {
             series: s,
             hlines: vec![],
         }]);
-        std::fs::write(p, doc).map_err(|e| Error::io(p, e))?;
+        qkd_distill::io::write_atomic(p, doc.as_bytes(), false)?;
     }
     Ok(0)
 }

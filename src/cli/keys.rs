@@ -104,14 +104,11 @@ pub fn run_keys(a: KeysArgs) -> Result<u8> {
             Ok(0)
         }
         KeysCommand::Export { store, count, out } => {
+            qkd_distill::io::OutputPlan::new(false)
+                .input(&store.store.join("keys.redb"))
+                .output(&out, "--out")
+                .check()?;
             let s = KeyStore::open(&store.store)?;
-            if out.exists() {
-                return Err(ConfigError::Mismatch(format!(
-                    "{} already exists; refusing to overwrite it",
-                    out.display()
-                ))
-                .into());
-            }
             // The file first (nothing consumed if it cannot be created), then the keys.
             let mut f = qkd_distill::io::AtomicFile::create(&out, false, true)?;
             let keys = s.export(count)?;
@@ -181,9 +178,19 @@ pub struct KmeArgs {
     /// Write the counters as JSON to this file when the KME stops.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Replace an existing --report file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run_kme(a: KmeArgs) -> Result<u8> {
+    qkd_distill::io::OutputPlan::new(a.force)
+        .input(&a.store.join("keys.redb"))
+        .input(&a.tls_cert)
+        .input(&a.tls_key)
+        .input(&a.client_ca)
+        .output_opt(a.report.as_deref(), "--report")
+        .check()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -301,21 +308,18 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-fn refuse_existing(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Err(ConfigError::Mismatch(format!(
-            "{} already exists; refusing to overwrite it",
-            path.display()
-        ))
-        .into());
-    }
-    Ok(())
+/// An encrypted or decrypted file is never written over an existing file or its input.
+fn refuse_existing(input: &Path, output: &Path) -> Result<()> {
+    qkd_distill::io::OutputPlan::new(false)
+        .input(input)
+        .output(output, "the output")
+        .check()
 }
 
 pub fn run_encrypt(a: EncryptArgs) -> Result<u8> {
     let mode = Mode::parse(&a.mode)
         .ok_or_else(|| ConfigError::invalid("mode", format!("`{}`: otp or aes-256-gcm", a.mode)))?;
-    refuse_existing(&a.output)?;
+    refuse_existing(&a.input, &a.output)?;
     let data = read(&a.input)?;
     let master = a.sae.sae_id()?;
     let sealed = keyuse::encrypt(&a.sae.client()?, &master, &a.slave, mode, &data)?;
@@ -341,7 +345,7 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<u8> {
 }
 
 pub fn run_decrypt(a: DecryptArgs) -> Result<u8> {
-    refuse_existing(&a.output)?;
+    refuse_existing(&a.input, &a.output)?;
     let data = read(&a.input)?;
     let plain = keyuse::decrypt(&a.sae.client()?, &a.input, &data, a.master.as_deref())?;
     let mut f = qkd_distill::io::AtomicFile::create(&a.output, false, true)?;
@@ -417,11 +421,17 @@ pub struct BenchKmeArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace an existing --report file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Two KMEs in this process over stores filled with identical synthetic keys, and the load
 /// client against them; then the stores are checked.
 pub fn run_bench_kme(a: BenchKmeArgs) -> Result<u8> {
+    qkd_distill::io::OutputPlan::new(a.force)
+        .output_opt(a.report.as_deref(), "--report")
+        .check()?;
     let tmp = a.dir.is_none();
     let dir = a.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("qkd-bench-kme-{}", std::process::id()))

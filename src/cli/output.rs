@@ -1,7 +1,7 @@
 //! Progress bars, JSON output and number formatting.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use qkd_distill::error::{Error, Result};
+use qkd_distill::error::Result;
 use qkd_distill::progress::Progress;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -56,10 +56,11 @@ impl Progress for TermProgress {
     }
 }
 
-/// Write `value` as pretty JSON to `path`.
+/// Write `value` as pretty JSON to `path`, atomically (the complete report or the old file,
+/// never a truncated one). The command checked the path with its output plan first.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("report serializes");
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    qkd_distill::io::write_atomic(path, (text + "\n").as_bytes(), false)
 }
 
 /// Print `value` as pretty JSON on stdout.

@@ -260,7 +260,21 @@ fn run_other(a: &SimulateArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The files `simulate` writes, checked before it starts.
+fn check_outputs(a: &SimulateArgs) -> Result<()> {
+    let mut plan = qkd_distill::io::OutputPlan::new(a.force);
+    let alice = if a.protocol == "bb84" { "alice.qpl" } else { "alice.qdl" };
+    plan.output(&a.out.join(alice), "Alice's log")
+        .output(&a.out.join("bob.qdl"), "Bob's log")
+        .output(&a.out.join("link.json"), "link.json");
+    if a.ptu {
+        plan.output(&a.out.join("bob.ptu"), "bob.ptu");
+    }
+    plan.output_opt(a.report.as_deref(), "--report").check()
+}
+
 pub fn run(a: SimulateArgs) -> Result<u8> {
+    check_outputs(&a)?;
     if a.protocol != "bb84" {
         return run_other(&a);
     }

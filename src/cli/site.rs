@@ -7,7 +7,7 @@ use qkd_distill::error::{ConfigError, Error, Result};
 use qkd_distill::kernels::Kernels;
 use qkd_distill::protocol::Role;
 use qkd_distill::site::{Endpoint, SiteOptions, SiteOutcome, SiteReport, run_site};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -140,7 +140,34 @@ impl SiteArgs {
     }
 }
 
+/// The outputs of a site, checked before it starts. The report of an earlier session of a
+/// site (a run being resumed) may be replaced by the new one: it is the same run's report.
+fn check_outputs(log: &Path, a: &SiteArgs) -> Result<()> {
+    let earlier_report = a.report.as_deref().is_some_and(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v.get("sessions").is_some() && v.get("committed_blocks").is_some())
+    });
+    let mut plan = qkd_distill::io::OutputPlan::new(a.force || earlier_report);
+    plan.input(log).input(&a.auth_key);
+    plan.output_opt(a.report.as_deref(), "--report");
+    plan.check()?;
+    // The key files are not in the plan (a site appends to its own key file when resuming),
+    // but the report must not land on them.
+    if let Some(r) = &a.report {
+        let out = a.out_dir();
+        qkd_distill::io::OutputPlan::new(true)
+            .input(&out.join("alice.key"))
+            .input(&out.join("bob.key"))
+            .output(r, "--report")
+            .check()?;
+    }
+    Ok(())
+}
+
 fn options(role: Role, log: PathBuf, a: &SiteArgs) -> Result<SiteOptions> {
+    check_outputs(&log, a)?;
     let mut settings = a.settings.settings()?;
     settings.auth_refill_bits = a.auth_refill_bits;
     settings.follow = a.follow;

@@ -39,6 +39,9 @@ pub struct SyncArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace existing --out or --report files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn is_prep_log(p: &PathBuf) -> Result<bool> {
@@ -51,6 +54,12 @@ fn is_prep_log(p: &PathBuf) -> Result<bool> {
 }
 
 pub fn run(a: SyncArgs) -> Result<u8> {
+    qkd_distill::io::OutputPlan::new(a.force)
+        .input(&a.alice)
+        .input(&a.bob)
+        .output_opt(a.out.as_deref(), "--out")
+        .output_opt(a.report.as_deref(), "--report")
+        .check()?;
     let emit = |v: &serde_json::Value| -> Result<()> {
         if let Some(p) = &a.report {
             write_json(p, v)?;

@@ -81,16 +81,60 @@ impl AtomicFile {
     }
 
     /// Flush, sync and rename into place.
-    pub fn commit(mut self) -> Result<PathBuf> {
+    pub fn commit(self) -> Result<PathBuf> {
+        self.prepare()?.commit()
+    }
+
+    /// Flush and sync the data under the temporary name, without renaming it yet (the first
+    /// half of a commit of several files together).
+    pub fn prepare(mut self) -> Result<PreparedFile> {
         let w = self.writer.take().expect("AtomicFile committed twice");
         let file = w
             .into_inner()
             .map_err(|e| Error::io(&self.partial, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.partial, e))?;
         drop(file);
+        Ok(PreparedFile {
+            target: std::mem::take(&mut self.target),
+            partial: std::mem::take(&mut self.partial),
+            armed: true,
+        })
+    }
+}
+
+/// A complete, synced file under its temporary name, waiting to be renamed into place.
+/// Dropped without [`PreparedFile::commit`], it is removed.
+pub struct PreparedFile {
+    target: PathBuf,
+    partial: PathBuf,
+    armed: bool,
+}
+
+impl PreparedFile {
+    /// The temporary name.
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// The final name.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Rename into place and make the rename durable.
+    pub fn commit(mut self) -> Result<PathBuf> {
         std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        self.armed = false;
         sync_parent(&self.target)?;
         Ok(self.target.clone())
+    }
+}
+
+impl Drop for PreparedFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.partial);
+        }
     }
 }
 

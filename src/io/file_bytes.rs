@@ -1,9 +1,10 @@
 //! Whole-file input: memory-mapped (memmap2) when the file is large enough to benefit, with a
 //! fallback to `read()` when mapping fails or is disabled (`QKD_NO_MMAP=1`).
 //!
-//! Mapping rule: only completed files are mapped. A file that another process truncates while it
-//! is mapped can raise SIGBUS, so the engine must not be pointed at files still being written
-//! (streaming input from a live rig arrives through the adapters of a later issue).
+//! A file that another process truncates while it is mapped raises SIGBUS when the missing
+//! pages are touched; [`super::map_guard`] turns that into an error naming the file and the
+//! offset (exit code 2) instead of a silent crash. Growing files (`--follow`) are safe: they
+//! are only appended to.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -15,8 +16,17 @@ use std::path::{Path, PathBuf};
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
 
 enum Storage {
-    Mapped(memmap2::Mmap),
+    /// A mapping and its slot in the SIGBUS guard.
+    Mapped(memmap2::Mmap, Option<usize>),
     Owned(Vec<u8>),
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Mapped(_, Some(slot)) = self {
+            super::map_guard::unregister(*slot);
+        }
+    }
 }
 
 /// The bytes of a file, mapped or read.
@@ -38,9 +48,10 @@ impl FileBytes {
             if let Ok(map) = unsafe { memmap2::MmapOptions::new().map(&file) } {
                 #[cfg(unix)]
                 let _ = map.advise(memmap2::Advice::Sequential);
+                let slot = super::map_guard::register(map.as_ptr() as usize, map.len(), path);
                 return Ok(FileBytes {
                     path: path.to_path_buf(),
-                    storage: Storage::Mapped(map),
+                    storage: Storage::Mapped(map, slot),
                 });
             }
         }
@@ -65,14 +76,14 @@ impl FileBytes {
 
     /// True when the bytes are memory-mapped.
     pub fn is_mapped(&self) -> bool {
-        matches!(self.storage, Storage::Mapped(_))
+        matches!(self.storage, Storage::Mapped(..))
     }
 
     /// Drop the resident pages of `[offset, offset + len)` of a mapping (they are read again
     /// from the file if touched later); no effect on bytes read into memory.
     pub fn release(&self, offset: usize, len: usize) {
         #[cfg(unix)]
-        if let Storage::Mapped(m) = &self.storage {
+        if let Storage::Mapped(m, _) = &self.storage {
             let page = 4096;
             let start = offset.div_ceil(page) * page;
             let end = ((offset + len) / page * page).min(m.len());
@@ -93,7 +104,7 @@ impl Deref for FileBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.storage {
-            Storage::Mapped(m) => m,
+            Storage::Mapped(m, _) => m,
             Storage::Owned(v) => v,
         }
     }

@@ -5,7 +5,10 @@
 //! * [`header`]: the 64-byte header with JSON metadata both share;
 //! * [`file_bytes`]: memory-mapped input with a `read()` fallback;
 //! * [`atomic_file`]: output written to a temporary name and renamed on success, so that an
-//!   interrupted write never replaces or corrupts what was stored before.
+//!   interrupted write never replaces or corrupts what was stored before;
+//! * [`outputs`]: the rule every command's outputs follow (no overwrite without `--force`,
+//!   never onto an input), checked before any work starts;
+//! * [`lock`]: exclusive locks on output folders and key stores.
 //!
 //! The byte layouts are specified in `docs/formats.md`.
 
@@ -14,9 +17,14 @@ pub mod detection_log;
 pub mod file_bytes;
 pub mod header;
 pub mod import;
+pub mod lock;
+pub mod map_guard;
+pub mod outputs;
 pub mod prep_log;
 
 pub use atomic_file::AtomicFile;
+pub use lock::DirLock;
+pub use outputs::{OutputPlan, write_atomic};
 
 /// How a reader waits for a log that is still being written (`--follow`).
 #[derive(Debug, Clone)]

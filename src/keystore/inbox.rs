@@ -256,6 +256,16 @@ pub struct StoreInbox {
     role: Role,
     state_path: Option<PathBuf>,
     state: SiteState,
+    /// One writer per run and role (`runs/.RUN.ROLE.lock`).
+    _lock: crate::io::DirLock,
+}
+
+fn run_lock(store: &Path, role: Role, run_id: &str) -> Result<crate::io::DirLock> {
+    crate::io::DirLock::acquire_as(
+        &store.join("runs"),
+        &format!(".{run_id}.{}.lock", role.name()),
+        &format!("{}'s keys of run {run_id}", role.name()),
+    )
 }
 
 impl StoreInbox {
@@ -274,6 +284,7 @@ impl StoreInbox {
         create_secret_dir(&inbox)?;
         let runs = store.join("runs");
         create_secret_dir(&runs)?;
+        let lock = run_lock(store, role, run_id)?;
         let state_path = runs.join(format!("{run_id}.{}.json", role.name()));
         let old: Option<SiteState> = if state_path.exists() {
             let text = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
@@ -299,6 +310,7 @@ impl StoreInbox {
                 complete: false,
                 blocks: vec![],
             },
+            _lock: lock,
         };
         match old {
             Some(s) if s.protocol != protocol => {
@@ -327,6 +339,8 @@ impl StoreInbox {
     pub fn staged(store: &Path, role: Role, run_id: &str, protocol: ProtocolKind) -> Result<Self> {
         create_secret_dir(store)?;
         create_secret_dir(&inbox_dir(store))?;
+        create_secret_dir(&store.join("runs"))?;
+        let lock = run_lock(store, role, run_id)?;
         let target = store.join(format!(".staging-{run_id}-{}", role.name()));
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
@@ -344,6 +358,7 @@ impl StoreInbox {
                 complete: false,
                 blocks: vec![],
             },
+            _lock: lock,
         })
     }
 

@@ -61,6 +61,47 @@ impl PartyInput {
         })
     }
 
+    /// Wait, up to `timeout` or until `stop` is set, until a log that a rig is starting to
+    /// write holds at least its complete header (magic, fixed fields and metadata), so that
+    /// [`PartyInput::open_growing`] does not mistake a file just created for a bad one. A file
+    /// that does not start like a log ends the wait at once (the open then names the error).
+    pub fn wait_for_header(
+        path: &Path,
+        timeout: std::time::Duration,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::io::Read;
+        let t = std::time::Instant::now();
+        let kinds = [FileKind::PrepLog.magic(), FileKind::DetectionLog.magic()];
+        loop {
+            let mut head = [0u8; 64];
+            let mut n = 0;
+            if let Ok(mut f) = std::fs::File::open(path) {
+                while n < head.len() {
+                    match f.read(&mut head[n..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let magic_so_far = kinds.iter().any(|m| m[..n.min(8)] == head[..n.min(8)]);
+                if !magic_so_far {
+                    return;
+                }
+                if n == 64 {
+                    let header_len = u32::from_le_bytes(head[12..16].try_into().unwrap()) as u64;
+                    if len >= header_len {
+                        return;
+                    }
+                }
+            }
+            if t.elapsed() >= timeout || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn open_magic(path: &Path) -> Result<bool> {
         use std::io::Read;
         let mut magic = [0u8; 8];

@@ -694,6 +694,22 @@ pub fn import(
         sink.report.files.push(summary);
     }
     let (writer, mut report) = sink.finish()?;
+    if report.records == 0 {
+        // An empty input is a mistake (a wrong file, a capture that never started), not a log.
+        return Err(ConfigError::invalid(
+            "input",
+            format!(
+                "{}: no events in the input ({} bytes); nothing to import",
+                inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                report.files.iter().map(|f| f.bytes).sum::<u64>()
+            ),
+        )
+        .into());
+    }
     report.peak_rss_bytes = peak_rss_bytes();
     if let Some(w) = writer {
         let mut channels: Vec<ChannelInfo> = Vec::new();

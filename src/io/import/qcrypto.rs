@@ -295,7 +295,18 @@ pub fn decode_t2<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>) -> Result<Tic
     if !(2..=32).contains(&w) || bits > 8 {
         return Err(r.invalid(12, "timeorder/basebits", format!("{w}/{bits}")));
     }
-    let mut t = (u64::from(h[1]) << 32) as i64;
+    // Times are 125 ps units from the epoch's start, `epoch · 2^32`; they must fit the log's
+    // signed 64-bit times.
+    let mut t = i64::try_from(u64::from(h[1]) << 32).map_err(|_| {
+        r.invalid(
+            4,
+            "epoch",
+            format!(
+                "{:#010x}: times from epoch · 2^32 do not fit 63 bits (not a type-2 file of this format?)",
+                h[1]
+            ),
+        )
+    })?;
     let mut n = 0u64;
     let mut br = BitReader {
         r,
@@ -310,7 +321,16 @@ pub fn decode_t2<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>) -> Result<Tic
         if field == 1 && data == 0 {
             break;
         }
-        t += diff as i64;
+        t = match t.checked_add(diff as i64) {
+            Some(x) => x,
+            None => {
+                return Err(br.r.invalid(
+                    at,
+                    "time difference",
+                    "the event time overflows 63 bits",
+                ));
+            }
+        };
         d.emit(
             Record {
                 time: t,

@@ -45,6 +45,10 @@ pub struct CsvSpec {
     pub tick_ps: f64,
     /// Subtract this from channel numbers (1 for 1-based files).
     pub channel_base: u16,
+    /// Take the columns from a header line of names when the file has one (the columns were
+    /// not given explicitly): `time_ps`/`time`, `channel`, `kind`, `aux`; others are skipped.
+    /// This reads `qkd export` output as it is written.
+    pub columns_from_header: bool,
 }
 
 impl Default for CsvSpec {
@@ -54,6 +58,7 @@ impl Default for CsvSpec {
             time_unit: TimeUnit::Ticks,
             tick_ps: 1.0,
             channel_base: 0,
+            columns_from_header: true,
         }
     }
 }
@@ -131,6 +136,46 @@ fn kind(s: &str) -> Option<RecordKind> {
     })
 }
 
+/// The columns a header line of names gives, with the unit of its time column; `None` when
+/// the line does not name a time and a channel column.
+fn columns_of_header(fields: &[&str]) -> Option<(Vec<Column>, Option<TimeUnit>)> {
+    let mut unit = None;
+    let mut time_at = None;
+    let mut cols: Vec<Column> = fields
+        .iter()
+        .map(|f| match f.trim().to_ascii_lowercase().as_str() {
+            "channel" | "ch" => Column::Channel,
+            "kind" => Column::Kind,
+            "aux" => Column::Aux,
+            _ => Column::Skip,
+        })
+        .collect();
+    // Prefer a time in picoseconds (it does not depend on the exporting log's tick).
+    for (i, f) in fields.iter().enumerate() {
+        let f = f.trim().to_ascii_lowercase();
+        let u = match f.as_str() {
+            "time_ps" => Some(TimeUnit::Seconds(1e-12)),
+            "time_ns" => Some(TimeUnit::Seconds(1e-9)),
+            "time" | "t" | "time_ticks" => None,
+            _ => continue,
+        };
+        if time_at.is_none() || (u.is_some() && unit.is_none()) {
+            time_at = Some(i);
+            unit = u;
+        }
+    }
+    cols[time_at?] = Column::Time;
+    let count = |c: Column| cols.iter().filter(|&&x| x == c).count();
+    (count(Column::Channel) == 1 && count(Column::Kind) <= 1 && count(Column::Aux) <= 1)
+        .then_some((cols, unit))
+}
+
+/// A time in `unit` converted to ticks of `tick_s`; `None` when it does not fit an i64.
+fn to_ticks(x: f64, unit: f64, tick_s: f64) -> Option<i64> {
+    let t = (x * unit / tick_s).round();
+    (t.is_finite() && t.abs() < 9.2e18).then_some(t as i64)
+}
+
 /// Decode one text file.
 pub fn decode<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>, spec: &CsvSpec) -> Result<Tick> {
     let tick = spec.tick()?;
@@ -140,6 +185,8 @@ pub fn decode<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>, spec: &CsvSpec) 
     let mut reader = std::io::BufReader::new(&mut *r);
     let (mut n, mut lineno, mut offset) = (0u64, 0u64, 0u64);
     let mut data_lines = 0u64;
+    let mut columns = spec.columns.clone();
+    let mut time_unit = spec.time_unit;
     loop {
         line.clear();
         let got = reader
@@ -171,41 +218,47 @@ pub fn decode<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>, spec: &CsvSpec) 
             }
             .into()
         };
-        if fields.len() < spec.columns.len() {
-            if first {
-                continue;
+        // A header is a first line of names only: no field of it is a number. Any other
+        // line that does not parse is an error, the first one too.
+        if first && fields.iter().all(|f| f.parse::<f64>().is_err()) {
+            if spec.columns_from_header
+                && let Some((cols, unit)) = columns_of_header(&fields)
+            {
+                columns = cols;
+                if let Some(u) = unit {
+                    time_unit = u;
+                }
             }
+            continue;
+        }
+        if fields.len() < columns.len() {
             return Err(bad(
                 "columns",
-                format!(
-                    "{} fields, the spec has {}",
-                    fields.len(),
-                    spec.columns.len()
-                ),
+                format!("{} fields, the spec has {}", fields.len(), columns.len()),
             ));
         }
         let mut rec = Record::detection(0, 0, 0);
-        let mut header_line = false;
-        for (col, f) in spec.columns.iter().zip(&fields) {
+        for (col, f) in columns.iter().zip(&fields) {
             match col {
                 Column::Time => {
-                    let t = match spec.time_unit {
+                    let t = match time_unit {
                         TimeUnit::Ticks => f.parse::<i64>().ok(),
-                        TimeUnit::Seconds(unit) => {
-                            if let Ok(i) = f.parse::<i64>() {
-                                Some((i as f64 * unit / tick_s).round() as i64)
-                            } else {
-                                f.parse::<f64>()
-                                    .ok()
-                                    .filter(|x| x.is_finite())
-                                    .map(|x| (x * unit / tick_s).round() as i64)
-                            }
-                        }
+                        TimeUnit::Seconds(unit) => match f.parse::<i64>() {
+                            Ok(i) => to_ticks(i as f64, unit, tick_s),
+                            Err(_) => f
+                                .parse::<f64>()
+                                .ok()
+                                .and_then(|x| to_ticks(x, unit, tick_s)),
+                        },
                     };
                     match t {
                         Some(t) => rec.time = t,
-                        None if first => header_line = true,
-                        None => return Err(bad("time", format!("`{f}` is not a time"))),
+                        None => {
+                            return Err(bad(
+                                "time",
+                                format!("`{f}` is not a time that fits 64-bit ticks"),
+                            ));
+                        }
                     }
                 }
                 Column::Channel => match f.parse::<i64>() {
@@ -215,29 +268,27 @@ pub fn decode<R: Read>(r: &mut Counting<R>, d: &mut Decode<'_>, spec: &CsvSpec) 
                     {
                         rec.channel = (c - i64::from(spec.channel_base)) as u16
                     }
-                    _ if first => header_line = true,
                     _ => {
                         return Err(bad(
                             "channel",
-                            format!("`{f}` is not a channel ≥ {}", spec.channel_base),
+                            format!(
+                                "`{f}` is not a channel number ≥ {} (≤ {})",
+                                spec.channel_base,
+                                0xFFFE + u32::from(spec.channel_base)
+                            ),
                         ));
                     }
                 },
                 Column::Kind => match kind(f) {
                     Some(k) => rec.kind = k,
-                    None if first => header_line = true,
                     None => return Err(bad("kind", format!("`{f}` is not a record kind"))),
                 },
                 Column::Aux => match f.parse::<u32>() {
                     Ok(a) => rec.aux = a,
-                    Err(_) if first => header_line = true,
                     Err(_) => return Err(bad("aux", format!("`{f}` is not a u32"))),
                 },
                 Column::Skip => {}
             }
-        }
-        if header_line {
-            continue;
         }
         d.emit(rec, at)?;
         n += 1;
