@@ -40,6 +40,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod error_correction;
+pub mod fuzzing;
 pub mod io;
 pub mod kernels;
 pub mod keyrate;

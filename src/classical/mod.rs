@@ -10,6 +10,7 @@
 //! [`auth`].
 
 pub mod auth;
+pub mod faults;
 pub mod link;
 pub mod message;
 pub mod tcp;

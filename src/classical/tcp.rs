@@ -50,16 +50,48 @@ impl WireRead for TcpRead {
             }
         };
         self.0.read_exact(&mut len[1..]).map_err(io)?;
-        let n = u32::from_le_bytes(len) as usize;
-        if n > MAX_WIRE_FRAME {
-            return Err(TransportError::AuthenticationFailed(format!(
-                "a wire frame announces {n} bytes (at most {MAX_WIRE_FRAME}): the stream is corrupted"
-            )));
-        }
-        let mut buf = vec![0u8; n];
-        self.0.read_exact(&mut buf).map_err(io)?;
-        Ok(Some(buf))
+        read_frame_body(&mut self.0, len)
+            .map(Some)
+            .map_err(|e| match e {
+                TransportError::Io(e) => io(e),
+                other => other,
+            })
     }
+}
+
+/// The rest of a wire frame whose 4-byte little-endian length was read: the length checked
+/// against [`MAX_WIRE_FRAME`], the body read as it arrives (a corrupted length costs no
+/// allocation beyond the bytes that really come).
+pub fn read_frame_body<R: Read>(r: &mut R, len: [u8; 4]) -> Result<Vec<u8>, TransportError> {
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_WIRE_FRAME {
+        return Err(TransportError::AuthenticationFailed(format!(
+            "a wire frame announces {n} bytes (at most {MAX_WIRE_FRAME}): the stream is corrupted"
+        )));
+    }
+    let mut buf = Vec::with_capacity(n.min(1 << 16));
+    r.take(n as u64).read_to_end(&mut buf)?;
+    if buf.len() < n {
+        return Err(TransportError::Io(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            format!("the wire ended inside a frame ({} of {n} bytes)", buf.len()),
+        )));
+    }
+    Ok(buf)
+}
+
+/// Every wire frame of a byte stream, for the fuzz targets: frames until the end or the
+/// first error.
+pub fn frames_of(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    let mut len = [0u8; 4];
+    while bytes.read_exact(&mut len).is_ok() {
+        match read_frame_body(&mut bytes, len) {
+            Ok(f) => out.push(f),
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 impl WireWrite for TcpWrite {

@@ -263,7 +263,11 @@ fn run_other(a: &SimulateArgs) -> Result<u8> {
 /// The files `simulate` writes, checked before it starts.
 fn check_outputs(a: &SimulateArgs) -> Result<()> {
     let mut plan = qkd_distill::io::OutputPlan::new(a.force);
-    let alice = if a.protocol == "bb84" { "alice.qpl" } else { "alice.qdl" };
+    let alice = if a.protocol == "bb84" {
+        "alice.qpl"
+    } else {
+        "alice.qdl"
+    };
     plan.output(&a.out.join(alice), "Alice's log")
         .output(&a.out.join("bob.qdl"), "Bob's log")
         .output(&a.out.join("link.json"), "link.json");

@@ -291,7 +291,15 @@ impl DetectionLog {
     }
 
     fn open_with(path: &Path, growing: bool) -> Result<DetectionLog> {
-        let bytes = FileBytes::open(path)?;
+        Self::parse(FileBytes::open(path)?, path, growing)
+    }
+
+    /// Parse a complete log held in memory (`name` labels errors); the fuzz targets' entry.
+    pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<DetectionLog> {
+        Self::parse(FileBytes::from_vec(name, bytes), name, false)
+    }
+
+    fn parse(bytes: FileBytes, path: &Path, growing: bool) -> Result<DetectionLog> {
         let header = FileHeader::decode(&bytes, FileKind::DetectionLog, path)?;
         let meta: DetectionMeta = parse_metadata(&header, path)?;
         let mut blocks = Vec::new();

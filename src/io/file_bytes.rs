@@ -58,6 +58,14 @@ impl FileBytes {
         Self::read(path)
     }
 
+    /// Bytes already in memory, labelled `path` in errors.
+    pub fn from_vec(path: &Path, bytes: Vec<u8>) -> FileBytes {
+        FileBytes {
+            path: path.to_path_buf(),
+            storage: Storage::Owned(bytes),
+        }
+    }
+
     /// Read `path` into memory without mapping.
     pub fn read(path: &Path) -> Result<FileBytes> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;

@@ -112,8 +112,7 @@ mod imp {
         let name_len = bytes.len();
         let name = Box::leak(bytes).as_mut_ptr();
         for (i, s) in TABLE.iter().enumerate() {
-            if s
-                .start
+            if s.start
                 .compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {

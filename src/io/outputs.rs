@@ -207,6 +207,7 @@ mod tests {
             .check()
             .unwrap();
         // Onto its input: refused even with --force, also through another spelling.
+        std::fs::create_dir_all(d.join("x")).unwrap();
         for force in [false, true] {
             let e = OutputPlan::new(force)
                 .input(&input)

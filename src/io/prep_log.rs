@@ -122,7 +122,15 @@ impl PrepLog {
     }
 
     fn open_with(path: &Path, growing: bool) -> Result<PrepLog> {
-        let bytes = FileBytes::open(path)?;
+        Self::parse(FileBytes::open(path)?, path, growing)
+    }
+
+    /// Parse a complete log held in memory (`name` labels errors); the fuzz targets' entry.
+    pub fn from_bytes(bytes: Vec<u8>, name: &Path) -> Result<PrepLog> {
+        Self::parse(FileBytes::from_vec(name, bytes), name, false)
+    }
+
+    fn parse(bytes: FileBytes, path: &Path, growing: bool) -> Result<PrepLog> {
         let header = FileHeader::decode(&bytes, FileKind::PrepLog, path)?;
         let meta: PrepMeta = parse_metadata(&header, path)?;
         let p = || path.to_path_buf();

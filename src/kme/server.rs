@@ -229,7 +229,7 @@ fn parse_u32(name: &str, v: &str) -> std::result::Result<u32, Fail> {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
-    body: &Bytes,
+    body: &[u8],
     what: &str,
 ) -> std::result::Result<T, Fail> {
     serde_json::from_slice(body).map_err(|e| bad(format!("malformed {what} JSON: {e}")))
@@ -237,6 +237,82 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 
 fn parse_key_id(s: &str) -> std::result::Result<Uuid, Fail> {
     Uuid::parse_str(s).map_err(|_| bad(format!("key_ID `{s}` is not a UUID")))
+}
+
+/// The (number, size) of a Get key request: POST with a JSON body, or GET with `number` and
+/// `size` in the query (ETSI GS QKD 014 §5.2–5.3). Pure: also the fuzz target's entry.
+fn parse_enc_request(
+    post: bool,
+    query: Option<&str>,
+    body: &[u8],
+) -> std::result::Result<(u32, u32), Fail> {
+    let q = query.map(str::to_string);
+    let (mut number, mut size) = (1, KEY_BITS);
+    if post {
+        query_pairs(&q, &[])?;
+        let req: KeyRequest = parse_json(body, "key request")?;
+        if req
+            .additional_slave_SAE_IDs
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(bad(
+                "additional_slave_SAE_IDs is not supported (max_SAE_ID_count is 0): a key is shared by one master and one slave SAE",
+            ));
+        }
+        if req
+            .extension_mandatory
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(bad("extension_mandatory: this KME supports no extensions"));
+        }
+        number = req.number.unwrap_or(1);
+        size = req.size.unwrap_or(KEY_BITS);
+    } else {
+        for (name, v) in query_pairs(&q, &["number", "size"])? {
+            match name.as_str() {
+                "number" => number = parse_u32("number", &v)?,
+                _ => size = parse_u32("size", &v)?,
+            }
+        }
+    }
+    Ok((number, size))
+}
+
+/// The key IDs of a Get key with key IDs request (ETSI GS QKD 014 §5.4–5.5).
+fn parse_dec_request(
+    post: bool,
+    query: Option<&str>,
+    body: &[u8],
+) -> std::result::Result<Vec<Uuid>, Fail> {
+    let q = query.map(str::to_string);
+    if post {
+        query_pairs(&q, &[])?;
+        let req: KeyIds = parse_json(body, "key IDs")?;
+        req.key_IDs
+            .iter()
+            .map(|e| parse_key_id(&e.key_ID))
+            .collect::<std::result::Result<Vec<_>, _>>()
+    } else {
+        let mut ids = vec![];
+        for (_, v) in query_pairs(&q, &["key_ID"])? {
+            ids.push(parse_key_id(&v)?);
+        }
+        Ok(ids)
+    }
+}
+
+/// Parse a request as the server would (`kind`: 0 Get key, 1 Get key with key IDs, 2 peer
+/// reservation, 3 peer release), for the fuzz targets: returns whether it was accepted;
+/// never panics.
+pub fn parse_request_for_fuzzing(kind: u8, post: bool, query: Option<&str>, body: &[u8]) -> bool {
+    match kind % 4 {
+        0 => parse_enc_request(post, query, body).is_ok(),
+        1 => parse_dec_request(post, query, body).is_ok(),
+        2 => parse_json::<super::api::ReserveRequest>(body, "reservation").is_ok(),
+        _ => parse_json::<super::api::ReleaseRequest>(body, "release").is_ok(),
+    }
 }
 
 impl Kme {
@@ -677,28 +753,7 @@ async fn h_enc_keys(
     body: Bytes,
 ) -> Response {
     let r = async {
-        let (mut number, mut size) = (1, KEY_BITS);
-        if method == Method::POST {
-            query_pairs(&q, &[])?;
-            let req: KeyRequest = parse_json(&body, "key request")?;
-            if req.additional_slave_SAE_IDs.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(bad(
-                    "additional_slave_SAE_IDs is not supported (max_SAE_ID_count is 0): a key is shared by one master and one slave SAE",
-                ));
-            }
-            if req.extension_mandatory.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(bad("extension_mandatory: this KME supports no extensions"));
-            }
-            number = req.number.unwrap_or(1);
-            size = req.size.unwrap_or(KEY_BITS);
-        } else {
-            for (name, v) in query_pairs(&q, &["number", "size"])? {
-                match name.as_str() {
-                    "number" => number = parse_u32("number", &v)?,
-                    _ => size = parse_u32("size", &v)?,
-                }
-            }
-        }
+        let (number, size) = parse_enc_request(method == Method::POST, q.as_deref(), &body)?;
         k.enc_keys(&c, &slave, number, size).await
     }
     .await;
@@ -715,20 +770,7 @@ async fn h_dec_keys(
     body: Bytes,
 ) -> Response {
     let r = async {
-        let ids = if method == Method::POST {
-            query_pairs(&q, &[])?;
-            let req: KeyIds = parse_json(&body, "key IDs")?;
-            req.key_IDs
-                .iter()
-                .map(|e| parse_key_id(&e.key_ID))
-                .collect::<std::result::Result<Vec<_>, _>>()?
-        } else {
-            let mut ids = vec![];
-            for (_, v) in query_pairs(&q, &["key_ID"])? {
-                ids.push(parse_key_id(&v)?);
-            }
-            ids
-        };
+        let ids = parse_dec_request(method == Method::POST, q.as_deref(), &body)?;
         k.dec_keys(&c, &master, ids).await
     }
     .await;

@@ -610,6 +610,58 @@ fn probe_tick(path: &Path, opts: &ImportOptions) -> Result<Tick> {
     }
 }
 
+/// Decode one input with the decoder of `opts.format`.
+fn decode_one<R: std::io::Read>(
+    r: &mut Counting<R>,
+    d: &mut Decode<'_>,
+    opts: &ImportOptions,
+    tick: Tick,
+) -> Result<Tick> {
+    match opts.format {
+        ImportFormat::Ptu => ptu::decode(r, d),
+        ImportFormat::QcryptoRaw => qcrypto::decode_raw(r, d, opts),
+        ImportFormat::QcryptoT1 => qcrypto::decode_t1(r, d, opts),
+        ImportFormat::QcryptoT2 => qcrypto::decode_t2(r, d),
+        ImportFormat::QutagBinary => qutag::decode(r, d, false, tick),
+        ImportFormat::QutagCompressed => qutag::decode(r, d, true, tick),
+        ImportFormat::SwabianTag16 => swabian::decode(r, d),
+        ImportFormat::Csv => text::decode(r, d, &opts.csv),
+    }
+}
+
+/// Decode `bytes` as one input file of `opts.format` without writing anything; the fuzz
+/// targets' entry (`name` labels errors).
+pub fn check_bytes(bytes: &[u8], opts: &ImportOptions, name: &Path) -> Result<ImportReport> {
+    let tick = match opts.format {
+        ImportFormat::Ptu => {
+            let mut r = Counting::new(bytes, name);
+            ptu::read_header(&mut r)?.tick
+        }
+        _ => probe_tick(name, opts)?,
+    };
+    let mut sink = ImportSink::new(
+        None,
+        opts.format,
+        tick,
+        opts.resort_horizon_ps,
+        opts.sync_channel,
+    );
+    let mut r = Counting::new(bytes, name);
+    sink.position = (name.to_path_buf(), 0);
+    let mut d = Decode {
+        sink: &mut sink,
+        file: FileSummary {
+            path: name.to_path_buf(),
+            ..Default::default()
+        },
+    };
+    decode_one(&mut r, &mut d, opts, tick)?;
+    let mut summary = d.file;
+    summary.bytes = r.offset;
+    sink.report.files.push(summary);
+    Ok(sink.finish()?.1)
+}
+
 /// Decode `inputs` (concatenated in order) with `opts`, writing `out` if given. Returns the
 /// report. With `out = None` the input is only checked and counted.
 pub fn import(
@@ -665,16 +717,7 @@ pub fn import(
                 ..Default::default()
             },
         };
-        let file_tick = match opts.format {
-            ImportFormat::Ptu => ptu::decode(&mut r, &mut d)?,
-            ImportFormat::QcryptoRaw => qcrypto::decode_raw(&mut r, &mut d, opts)?,
-            ImportFormat::QcryptoT1 => qcrypto::decode_t1(&mut r, &mut d, opts)?,
-            ImportFormat::QcryptoT2 => qcrypto::decode_t2(&mut r, &mut d)?,
-            ImportFormat::QutagBinary => qutag::decode(&mut r, &mut d, false, tick)?,
-            ImportFormat::QutagCompressed => qutag::decode(&mut r, &mut d, true, tick)?,
-            ImportFormat::SwabianTag16 => swabian::decode(&mut r, &mut d)?,
-            ImportFormat::Csv => text::decode(&mut r, &mut d, &opts.csv)?,
-        };
+        let file_tick = decode_one(&mut r, &mut d, opts, tick)?;
         if file_tick != tick {
             return Err(ConfigError::invalid(
                 "input",

@@ -587,6 +587,7 @@ fn csv_with_header_units_and_kinds() {
             time_unit: text::CsvSpec::parse_unit("ns").unwrap(),
             tick_ps: 1.0,
             channel_base: 1,
+            columns_from_header: false,
         },
         ..Default::default()
     };
