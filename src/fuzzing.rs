@@ -114,8 +114,11 @@ pub fn etsi_request(bytes: &[u8]) {
     let _ = crate::kme::server::parse_request_for_fuzzing(which >> 1, which & 1 == 1, query, body);
 }
 
+/// A fuzz target's function.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (for the regression tests and `qkd`-less replays).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("qdl", qdl),
     ("qpl", qpl),
     ("import", import),

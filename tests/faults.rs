@@ -19,7 +19,13 @@ use std::time::{Duration, Instant};
 
 /// Keys by block, as confirmed by both parties.
 #[derive(Clone, Default)]
-struct Keys(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+struct Keys(Arc<Mutex<Vec<BlockKey>>>);
+
+/// (block id, key bytes).
+type BlockKey = (u64, Vec<u8>);
+
+/// Sets one kind of fault in a plan.
+type SetFault = fn(&mut FaultPlan);
 
 impl KeySink for Keys {
     fn append(&mut self, block: &BlockReport, key: &SecretKey) -> qkd_distill::error::Result<()> {
@@ -45,8 +51,8 @@ fn party(dir: &Path, role: Role, log: &str) -> Party {
 }
 
 struct Outcome {
-    alice: (Option<String>, Vec<(u64, Vec<u8>)>),
-    bob: (Option<String>, Vec<(u64, Vec<u8>)>),
+    alice: (Option<String>, Vec<BlockKey>),
+    bob: (Option<String>, Vec<BlockKey>),
     damaging: u64,
 }
 
@@ -94,7 +100,7 @@ fn every_fault_aborts_cleanly_and_never_gives_a_wrong_key() {
         clean.alice.1.len()
     );
     assert_eq!(clean.alice.1, clean.bob.1);
-    let kinds: [(&str, fn(&mut FaultPlan)); 4] = [
+    let kinds: [(&str, SetFault); 4] = [
         ("drop", |p| p.drop = 0.05),
         ("duplicate", |p| p.duplicate = 0.05),
         ("reorder", |p| p.reorder = 0.05),

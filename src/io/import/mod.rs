@@ -469,7 +469,10 @@ impl ImportSink {
             && r.time < m
         {
             self.report.out_of_order += 1;
-            self.report.max_out_of_order_ticks = self.report.max_out_of_order_ticks.max(m - r.time);
+            self.report.max_out_of_order_ticks = self
+                .report
+                .max_out_of_order_ticks
+                .max(m.saturating_sub(r.time));
         }
         self.max_seen = Some(self.max_seen.map_or(r.time, |m| m.max(r.time)));
         self.heap.push(std::cmp::Reverse((
@@ -483,7 +486,7 @@ impl ImportSink {
             },
         )));
         self.seq += 1;
-        let limit = self.max_seen.unwrap() - self.horizon;
+        let limit = self.max_seen.unwrap().saturating_sub(self.horizon);
         while let Some(std::cmp::Reverse((t, _, _))) = self.heap.peek() {
             if *t > limit {
                 break;
@@ -504,13 +507,13 @@ impl ImportSink {
                     field: "time",
                     message: format!(
                         "record out of order by {} ticks, more than the re-sort horizon of {} ticks (raise --resort-horizon-ps if the device really delivers so late)",
-                        last - t,
+                        i128::from(last) - i128::from(t),
                         self.horizon
                     ),
                 }
                 .into());
             }
-            let gap = (t - last) as f64 * self.report.tick.seconds();
+            let gap = (i128::from(t) - i128::from(last)) as f64 * self.report.tick.seconds();
             if gap > self.report.longest_idle_s {
                 self.report.longest_idle_s = gap;
             }
@@ -550,7 +553,7 @@ impl ImportSink {
         }
         self.flush()?;
         let span_ticks = match (self.report.first_time, self.report.last_time) {
-            (Some(a), Some(b)) => (b - a) as f64,
+            (Some(a), Some(b)) => (i128::from(b) - i128::from(a)) as f64,
             _ => 0.0,
         };
         self.report.span_s = span_ticks * self.report.tick.seconds();
