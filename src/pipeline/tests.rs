@@ -137,3 +137,91 @@ fn a_failing_stage_stops_the_pipeline_with_its_error() {
     let err = p.join().unwrap_err();
     assert!(err.to_string().contains("failing at 10"), "{err}");
 }
+
+/// A source that counts what it produced, so a test can see how far it ran ahead.
+struct Watched {
+    next: u64,
+    end: u64,
+    produced: Arc<std::sync::atomic::AtomicU64>,
+}
+impl Source for Watched {
+    type Out = N;
+    fn name(&self) -> &'static str {
+        "watched"
+    }
+    fn next(&mut self) -> Result<Option<N>> {
+        if self.next == self.end {
+            return Ok(None);
+        }
+        self.next += 1;
+        self.produced
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(N(self.next - 1, 0)))
+    }
+}
+
+/// A stalled consumer stops the source after a bounded number of items (the queues' and
+/// stages' capacity), however long the input: the memory of a pipeline whose key sink or
+/// network stalls stays bounded. Released, every item arrives in order.
+#[test]
+fn a_stalled_sink_bounds_the_items_in_flight() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    for (capacity, workers) in [(1usize, 1usize), (2, 3)] {
+        let produced = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicBool::new(false));
+        let mut p = Pipeline::new(capacity);
+        let f = p.source(Watched {
+            next: 0,
+            end: 5_000,
+            produced: produced.clone(),
+        });
+        let f = p.stage(
+            f,
+            Square {
+                fail_at: None,
+                slow_odd: false,
+            },
+        );
+        let f = p.pool(
+            f,
+            (0..workers)
+                .map(|_| Square {
+                    fail_at: None,
+                    slow_odd: false,
+                })
+                .collect(),
+        );
+        let gate = open.clone();
+        let h = p.sink(f, "stalled", 0u64, move |n: &mut u64, item: N| {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(item.0, *n);
+            *n += 1;
+            Ok(())
+        });
+        // Wait until the source stops advancing.
+        let mut last = u64::MAX;
+        for _ in 0..400 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let now = produced.load(Ordering::SeqCst);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let in_flight = produced.load(Ordering::SeqCst);
+        // Each queue holds `capacity` items and each thread one more; a pool has a queue and
+        // a thread per worker plus its merge.
+        let bound = (capacity as u64 + 1) * (4 + 2 * workers as u64) + 2;
+        assert!(
+            in_flight <= bound,
+            "capacity {capacity}, {workers} workers: {in_flight} items produced with the sink stalled (bound {bound})"
+        );
+        open.store(true, Ordering::SeqCst);
+        let (n, r) = h.join().unwrap();
+        r.unwrap();
+        p.join().unwrap();
+        assert_eq!(n, 5_000);
+    }
+}
