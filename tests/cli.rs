@@ -773,3 +773,49 @@ fn other_protocols_simulate_and_distill() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not key distribution"));
 }
+
+/// `bench ec`: a frame left with residual errors counts as failed (FER and f), and the CSV
+/// rows have the header's columns.
+#[test]
+fn bench_ec_counts_residual_errors_as_failures() {
+    let d = Scratch::new("bench-ec");
+    let (j, c) = (d.join("ec.json"), d.join("ec.csv"));
+    let o = qkd(&[
+        "bench",
+        "ec",
+        "--method",
+        "cascade",
+        "--variant",
+        "yan,original",
+        "--qber",
+        "0.05,0.1",
+        "--block-bits",
+        "1024",
+        "--frames",
+        "400",
+        "--json",
+        s(&j),
+        "--csv",
+        s(&c),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = json(&j);
+    let mut residual = 0;
+    for r in rows.as_array().unwrap() {
+        let frames = r["frames"].as_f64().unwrap();
+        let und = r["undetected_errors"].as_u64().unwrap();
+        residual += und;
+        assert!(
+            r["fer"].as_f64().unwrap() * frames >= und as f64 - 1e-9,
+            "{r}"
+        );
+    }
+    assert!(
+        residual > 0,
+        "small frames at 5–10 % leave some residual errors"
+    );
+    let text = std::fs::read_to_string(&c).unwrap();
+    let mut lines = text.lines();
+    let cols = lines.next().unwrap().split(',').count();
+    assert!(lines.all(|l| l.split(',').count() == cols));
+}
