@@ -27,7 +27,7 @@
 //! 4j + 2d and 4j + 2d + 1; the next tag index of each direction is persisted (fsync) *before*
 //! its pad is used, so no pad bit is ever used twice, even across crashes. The pool is refilled
 //! from distilled key: at each committed block both sides append the same words, at the same
-//! point of the frame order (see [`AuthPool::append_refill`]). When the pad runs out the link
+//! point of the frame order (see `AuthPool::append_refill`). When the pad runs out the link
 //! stops with a message saying how to refill it.
 
 use crate::error::{ConfigError, Error, FormatError, Result};
