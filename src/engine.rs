@@ -1,5 +1,6 @@
 //! A batch distillation: two [`Party`]s, Alice and Bob, each on its own threads over the
-//! in-process in-memory link ([`crate::classical::in_memory_pair`]), each owning only its own log; two key files and a report out.
+//! in-process link ([`crate::classical::in_memory_pair`]), each owning only its own log; two
+//! key files and a report out.
 //! The report is assembled from the two parties' own results (public counts, never key bits).
 
 use crate::block::{BlockOutcome, BlockReport};

@@ -176,11 +176,6 @@ impl CreatedDirs {
             let _ = std::fs::remove_dir(d);
         }
     }
-
-    /// Keep the directories.
-    pub fn keep(mut self) {
-        self.created.clear();
-    }
 }
 
 #[cfg(test)]

@@ -649,20 +649,32 @@ pub fn check_bytes(bytes: &[u8], opts: &ImportOptions, name: &Path) -> Result<Im
         opts.resort_horizon_ps,
         opts.sync_channel,
     );
-    let mut r = Counting::new(bytes, name);
-    sink.position = (name.to_path_buf(), 0);
+    decode_input(&mut sink, bytes, name, opts, tick)?;
+    Ok(sink.finish()?.1)
+}
+
+/// Decode one input into `sink`, adding its summary to the report; returns the input's tick.
+fn decode_input<R: std::io::Read>(
+    sink: &mut ImportSink,
+    input: R,
+    path: &Path,
+    opts: &ImportOptions,
+    tick: Tick,
+) -> Result<Tick> {
+    let mut r = Counting::new(input, path);
+    sink.position = (path.to_path_buf(), 0);
     let mut d = Decode {
-        sink: &mut sink,
+        sink,
         file: FileSummary {
-            path: name.to_path_buf(),
+            path: path.to_path_buf(),
             ..Default::default()
         },
     };
-    decode_one(&mut r, &mut d, opts, tick)?;
+    let file_tick = decode_one(&mut r, &mut d, opts, tick)?;
     let mut summary = d.file;
     summary.bytes = r.offset;
     sink.report.files.push(summary);
-    Ok(sink.finish()?.1)
+    Ok(file_tick)
 }
 
 /// Decode `inputs` (concatenated in order) with `opts`, writing `out` if given. Returns the
@@ -711,16 +723,8 @@ pub fn import(
     );
     for path in inputs {
         let f = std::fs::File::open(path).map_err(|e| crate::error::Error::io(path, e))?;
-        let mut r = Counting::new(std::io::BufReader::with_capacity(1 << 20, f), path);
-        sink.position = (path.clone(), 0);
-        let mut d = Decode {
-            sink: &mut sink,
-            file: FileSummary {
-                path: path.clone(),
-                ..Default::default()
-            },
-        };
-        let file_tick = decode_one(&mut r, &mut d, opts, tick)?;
+        let input = std::io::BufReader::with_capacity(1 << 20, f);
+        let file_tick = decode_input(&mut sink, input, path, opts, tick)?;
         if file_tick != tick {
             return Err(ConfigError::invalid(
                 "input",
@@ -735,9 +739,6 @@ pub fn import(
             )
             .into());
         }
-        let mut summary = d.file;
-        summary.bytes = r.offset;
-        sink.report.files.push(summary);
     }
     let (writer, mut report) = sink.finish()?;
     if report.records == 0 {
