@@ -48,6 +48,10 @@ const FLAG_REFILL: u8 = 2;
 const HEADER_LEN: usize = 1 + 1 + 8 + 4 + 4;
 /// How long the writer or reader waits for a pool refill or the peer's hello.
 const POOL_WAIT: Duration = Duration::from_secs(20);
+/// How long a closing link reads on, waiting for the peer to end its side of the wire.
+const LINGER: Duration = Duration::from_secs(3);
+/// A closing link stops reading once the peer has been silent this long.
+const LINGER_QUIET: Duration = Duration::from_millis(250);
 
 /// Reads wire frames.
 pub trait WireRead: Send + 'static {
@@ -57,6 +61,11 @@ pub trait WireRead: Send + 'static {
         &mut self,
         timeout: Duration,
     ) -> std::result::Result<Option<Vec<u8>>, TransportError>;
+    /// Whether closing this wire with the peer's bytes unread loses what was sent (a TCP
+    /// socket closed so is reset): the link then reads on until the peer ends its side.
+    fn needs_graceful_close(&self) -> bool {
+        false
+    }
 }
 
 /// Writes wire frames.
@@ -344,6 +353,8 @@ type Queue = (Option<Sender<Vec<u8>>>, Option<Receiver<Vec<u8>>>);
 struct Streams {
     inbound: HashMap<u32, Queue>,
     failure: Option<TransportError>,
+    /// Why this party stops, when it aborted (sent in the close frame).
+    abort: Option<String>,
     /// Frames received since the last verified checkpoint.
     unverified: u64,
 }
@@ -447,6 +458,12 @@ impl Transport for StreamTransport {
     fn unverified_frames(&self) -> u64 {
         self.shared.lock().unverified
     }
+    fn note_abort(&mut self, reason: &str) {
+        self.shared
+            .lock()
+            .abort
+            .get_or_insert_with(|| reason.to_string());
+    }
 }
 
 /// An authenticated, multiplexed link over a wire.
@@ -458,6 +475,8 @@ pub struct MuxLink {
     role: Role,
     tap: Option<FrameTap>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Set where the wire needs a graceful close (see [`WireRead::needs_graceful_close`]).
+    reader_ended: Option<Receiver<()>>,
 }
 
 impl MuxLink {
@@ -544,6 +563,7 @@ impl MuxLink {
             streams: Mutex::new(Streams {
                 inbound: HashMap::new(),
                 failure: None,
+                abort: None,
                 unverified: 0,
             }),
         });
@@ -555,14 +575,20 @@ impl MuxLink {
                 .spawn(move || writer_loop(write, out_rx, out_t, shared, pool, opts))
                 .expect("spawning the link writer")
         };
+        let linger = read.needs_graceful_close();
         if !opts.delay.is_zero() {
             read = delayed(read, opts.delay, opts.peer_timeout);
         }
+        let (reader_done, reader_ended) = bounded::<()>(1);
         {
             let (shared, pool, opts) = (shared.clone(), pool.clone(), opts.clone());
             std::thread::Builder::new()
                 .name("qkd-link-reader".into())
-                .spawn(move || reader_loop(read, in_t, shared, pool, opts))
+                .spawn(move || {
+                    reader_loop(&mut *read, in_t, shared, pool, opts);
+                    drain(&mut *read, LINGER);
+                    let _ = reader_done.send(());
+                })
                 .expect("spawning the link reader");
         }
         Ok(MuxLink {
@@ -573,6 +599,7 @@ impl MuxLink {
             role: opts.role,
             tap: opts.frame_tap.clone(),
             writer: Some(writer),
+            reader_ended: linger.then_some(reader_ended),
         })
     }
 
@@ -596,10 +623,17 @@ impl MuxLink {
 
 impl Drop for MuxLink {
     fn drop(&mut self) {
-        // The writer sends what is queued, then a close frame, then ends the wire.
+        // The writer sends what is queued, then a close frame, then ends the wire. On a wire
+        // that needs it the reader reads on until the peer ends its side too (bounded by
+        // `LINGER`): a socket closed with unread bytes is reset, and a reset can discard the
+        // close frame, and with it the reason (an authentication alarm) the peer was about to
+        // read.
         self.out = None;
         if let Some(w) = self.writer.take() {
             let _ = w.join();
+        }
+        if let Some(ended) = &self.reader_ended {
+            let _ = ended.recv_timeout(LINGER + Duration::from_millis(500));
         }
     }
 }
@@ -722,9 +756,13 @@ fn writer_loop(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 // Closing is a checkpoint: the peer learns that nothing was cut off.
-                let reason = match shared.lock().failure.as_ref() {
-                    Some(e) => e.to_string().into_bytes(),
-                    None => Vec::new(),
+                let reason = {
+                    let s = shared.lock();
+                    match (s.failure.as_ref(), s.abort.as_ref()) {
+                        (Some(e), _) => e.to_string().into_bytes(),
+                        (None, Some(why)) => why.clone().into_bytes(),
+                        (None, None) => Vec::new(),
+                    }
                 };
                 let _ = send(
                     KIND_CLOSE,
@@ -749,8 +787,20 @@ fn writer_loop(
     }
 }
 
+/// Read and discard the peer's frames until its end of the wire, an error, a quiet spell of
+/// `LINGER_QUIET` (nothing is left unread), or `linger` in all.
+fn drain(wire: &mut dyn WireRead, linger: Duration) {
+    let deadline = Instant::now() + linger;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !matches!(wire.read_frame(left.min(LINGER_QUIET)), Ok(Some(_))) {
+            return;
+        }
+    }
+}
+
 fn reader_loop(
-    mut wire: Box<dyn WireRead>,
+    wire: &mut dyn WireRead,
     mut t: Transcript,
     shared: Arc<Shared>,
     pool: Arc<AuthPool>,
@@ -956,6 +1006,34 @@ mod tests {
         assert_eq!(a.pool().report().tags_sent, 50);
         assert_eq!(b.pool().report().tags_verified, 50);
         assert!(b.pool().report().epsilon < 1e-30);
+    }
+
+    #[test]
+    fn an_authentication_abort_reaches_a_peer_waiting_on_another_stream() {
+        let (a, b) = in_memory_pair(1024, Some(1), None).unwrap();
+        let (mut a1, _a2) = (a.open(1).unwrap(), a.open(2).unwrap());
+        let mut b2 = b.open(2).unwrap();
+        let waiter = std::thread::spawn(move || {
+            let mut l = LeakageLedger::default();
+            b2.recv(&mut l)
+        });
+        // Alice aborts on stream 1 (say a message there failed to decode before its
+        // checkpoint); Bob waits on stream 2 and must learn why, not just that she left.
+        let e = Error::Aborted(crate::error::AbortReason::AuthenticationFailed {
+            detail: "test".into(),
+        });
+        a1.abort(&e);
+        drop((a1, _a2));
+        drop(a);
+        let got = waiter.join().unwrap().unwrap_err();
+        let got = crate::classical::classify_error(got, 0);
+        assert!(
+            matches!(
+                got,
+                Error::Aborted(crate::error::AbortReason::AuthenticationFailed { .. })
+            ),
+            "{got}"
+        );
     }
 
     #[test]

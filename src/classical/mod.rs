@@ -129,6 +129,9 @@ impl ClassicalChannel {
                 reason: e.to_string(),
             },
         };
+        if let Message::Abort { reason, .. } = &msg {
+            self.transport.note_abort(reason);
+        }
         let _ = self.transport.send_with(msg.encode(), msg.link_options());
     }
 }

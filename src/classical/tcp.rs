@@ -57,6 +57,9 @@ impl WireRead for TcpRead {
                 other => other,
             })
     }
+    fn needs_graceful_close(&self) -> bool {
+        true
+    }
 }
 
 /// The rest of a wire frame whose 4-byte little-endian length was read: the length checked

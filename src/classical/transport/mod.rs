@@ -29,4 +29,8 @@ pub trait Transport: Send {
     fn unverified_frames(&self) -> u64 {
         0
     }
+    /// Record why this party stops (the text of its abort message), for a transport that
+    /// tells the peer when it closes: the reason then reaches the peer even where the peer
+    /// waits on another stream than the one the abort message went to.
+    fn note_abort(&mut self, _reason: &str) {}
 }
