@@ -575,6 +575,13 @@ impl<'a> Records<'a> {
         self.bytes.is_empty()
     }
 
+    /// The records' bytes, [`RECORD_LEN`] each: time (i64 LE), channel (u16 LE), kind, flags,
+    /// aux (u32 LE).
+    #[inline]
+    pub fn raw(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Record `i` (kinds were validated when the block was read).
     #[inline]
     pub fn get(&self, i: usize) -> Record {

@@ -343,6 +343,13 @@ impl SlotBlock<'_> {
         slot >= self.first_slot && slot < self.first_slot + self.n_slots as u64
     }
 
+    /// The four bit planes of the block (basis, value, intensity bit 0, intensity bit 1), bit
+    /// `slot − first_slot` of each.
+    #[inline]
+    pub fn planes(&self) -> [&[u8]; 4] {
+        [self.basis, self.value, self.int0, self.int1]
+    }
+
     /// The symbol of `slot` (which must lie in the block).
     #[inline]
     pub fn symbol(&self, slot: u64) -> Symbol {

@@ -98,6 +98,8 @@ pub struct BobSifting {
     prev_slot: Option<i64>,
     reported_slot: u64,
     ignored_records: u64,
+    /// The block whose checksum and records were verified.
+    verified: Option<usize>,
     progress: Arc<dyn Progress + Send + Sync>,
     start_slot: u64,
     follow: Option<crate::io::Follow>,
@@ -156,6 +158,7 @@ impl BobSifting {
             prev_slot: None,
             reported_slot: 0,
             ignored_records: 0,
+            verified: None,
             progress,
             start_slot,
             follow,
@@ -217,75 +220,24 @@ impl BobSifting {
 }
 
 impl BobSifting {
-    /// Squashed detections of up to `chunk` slots; `true` when the log is exhausted.
+    /// Squashed detections of up to `chunk` slots; `true` when the log is exhausted. Each block
+    /// of the log is verified once (checksum and record fields), then scanned in place.
     fn fill_chunk(
         &mut self,
         chunk: usize,
         rng: &mut rand_chacha::ChaCha20Rng,
     ) -> Result<(BobDetections, bool)> {
-        let mut det = BobDetections::default();
+        let mut det = BobDetections::with_capacity(chunk);
         loop {
-            let total_slots = self.log.meta().total_slots;
             let log = self.log.clone();
             while self.block < log.blocks().len() {
-                let recs = log.block(self.block)?;
-                let base = log.blocks()[self.block].offset
-                    + crate::io::detection_log::BLOCK_HEADER_LEN as u64;
-                while self.record < recs.len() {
-                    if det.len() >= chunk {
-                        self.report_progress();
-                        return Ok((det, false));
-                    }
-                    let i = self.record;
-                    self.record += 1;
-                    let r = recs.get(i);
-                    if r.kind != RecordKind::Detection {
-                        self.ignored_records += 1;
-                        continue;
-                    }
-                    let offset = base + (i * crate::io::detection_log::RECORD_LEN) as u64;
-                    let bad = |field: &'static str, message: String| -> Error {
-                        FormatError::InvalidField {
-                            path: log.path().to_path_buf(),
-                            offset,
-                            field,
-                            message,
-                        }
-                        .into()
-                    };
-                    let state = self.states.get(r.channel as usize).copied().flatten().ok_or_else(|| {
-                    bad("channel", format!("detection on channel {} which has no (basis, value) in the metadata", r.channel))
-                })?;
-                    if r.time < 0 || total_slots.is_some_and(|t| r.time as u64 >= t) {
-                        return Err(bad(
-                            "slot",
-                            format!(
-                                "slot {} outside the run's {} slots",
-                                r.time,
-                                total_slots.unwrap_or(0)
-                            ),
-                        ));
-                    }
-                    if self.prev_slot.is_some_and(|p| r.time < p) {
-                        return Err(bad(
-                            "slot",
-                            format!(
-                                "slot {} after slot {}: detections must be sorted",
-                                r.time,
-                                self.prev_slot.unwrap()
-                            ),
-                        ));
-                    }
-                    self.prev_slot = Some(r.time);
-                    let slot = r.time as u64;
-                    if slot < self.start_slot {
-                        continue; // committed in an earlier session
-                    }
-                    if self.group_slot != Some(slot) {
-                        self.flush_group(&mut det, rng);
-                        self.group_slot = Some(slot);
-                    }
-                    self.group.push(state);
+                if self.verified != Some(self.block) {
+                    log.block(self.block)?;
+                    self.verified = Some(self.block);
+                }
+                if self.scan(&log, chunk, &mut det, rng)? {
+                    self.report_progress();
+                    return Ok((det, false));
                 }
                 log.release(self.block);
                 self.block += 1;
@@ -306,14 +258,107 @@ impl BobSifting {
         Ok((det, true))
     }
 
-    fn flush_group(&mut self, det: &mut BobDetections, rng: &mut rand_chacha::ChaCha20Rng) {
-        if self.group_slot.is_some() {
-            det.count_clicks(&self.group);
+    /// Scan the current (verified) block from the current record until `det` holds `chunk`
+    /// detections (`true`) or the block ends (`false`). Clicks of one slot are grouped and
+    /// squashed when the slot is complete.
+    fn scan(
+        &mut self,
+        log: &DetectionLog,
+        chunk: usize,
+        det: &mut BobDetections,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> Result<bool> {
+        use crate::io::detection_log::RECORD_LEN;
+        let raw = log.block_trusted(self.block).raw();
+        let total_slots = log.meta().total_slots;
+        let n = raw.len() / RECORD_LEN;
+        while self.record < n {
+            if det.len() >= chunk {
+                return Ok(true);
+            }
+            let i = self.record;
+            self.record += 1;
+            let c = &raw[i * RECORD_LEN..(i + 1) * RECORD_LEN];
+            if c[10] != RecordKind::Detection as u8 {
+                self.ignored_records += 1;
+                continue;
+            }
+            let time = i64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
+            let channel = u16::from_le_bytes([c[8], c[9]]);
+            let state = self.states.get(channel as usize).copied().flatten();
+            let in_run = time >= 0 && total_slots.is_none_or(|t| (time as u64) < t);
+            let sorted = self.prev_slot.is_none_or(|p| time >= p);
+            let (Some(state), true, true) = (state, in_run, sorted) else {
+                return Err(self.bad_record(log, i, channel, time, state.is_none(), in_run));
+            };
+            self.prev_slot = Some(time);
+            let slot = time as u64;
+            if slot < self.start_slot {
+                continue; // committed in an earlier session
+            }
+            if self.group_slot != Some(slot) {
+                self.flush_group(det, rng);
+                self.group_slot = Some(slot);
+            }
+            self.group.push(state);
         }
-        if let Some(slot) = self.group_slot.take()
-            && let Some(s) = squash_slot(&self.group, rng)
-        {
-            det.push(slot, s);
+        Ok(false)
+    }
+
+    /// The error for record `i` of the current block, which failed a check of [`Self::scan`].
+    fn bad_record(
+        &self,
+        log: &DetectionLog,
+        i: usize,
+        channel: u16,
+        time: i64,
+        no_state: bool,
+        in_run: bool,
+    ) -> Error {
+        let (field, message) = if no_state {
+            (
+                "channel",
+                format!("detection on channel {channel} which has no (basis, value) in the metadata"),
+            )
+        } else if !in_run {
+            (
+                "slot",
+                format!(
+                    "slot {time} outside the run's {} slots",
+                    log.meta().total_slots.unwrap_or(0)
+                ),
+            )
+        } else {
+            (
+                "slot",
+                format!(
+                    "slot {time} after slot {}: detections must be sorted",
+                    self.prev_slot.unwrap_or(0)
+                ),
+            )
+        };
+        FormatError::InvalidField {
+            path: log.path().to_path_buf(),
+            offset: log.record_offset(self.block, i),
+            field,
+            message,
+        }
+        .into()
+    }
+
+    fn flush_group(&mut self, det: &mut BobDetections, rng: &mut rand_chacha::ChaCha20Rng) {
+        let Some(slot) = self.group_slot.take() else {
+            self.group.clear();
+            return;
+        };
+        if let [one] = self.group[..] {
+            // A single click (the common case): no squashing randomness is drawn.
+            det.push_single(slot, one);
+        } else {
+            det.count_clicks(&self.group);
+            if let Some(s) = squash_slot(&self.group, rng) {
+                det.push(slot, s);
+            }
         }
         self.group.clear();
     }

@@ -306,6 +306,29 @@ impl BobDetections {
         self.arm_slots[1] += u64::from(seen & 0b1100 != 0);
     }
 
+    /// Room for `n` detections.
+    pub fn with_capacity(n: usize) -> Self {
+        BobDetections {
+            slots: Vec::with_capacity(n),
+            basis: BitVec::with_capacity(n),
+            value: BitVec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    /// Count and append a slot with a single click of detector `state` (what
+    /// [`BobDetections::count_clicks`] and [`BobDetections::push`] of its squashing do).
+    #[inline]
+    pub fn push_single(&mut self, slot: u64, state: DetectorState) {
+        debug_assert!(self.slots.last().is_none_or(|&l| l < slot));
+        let x = state.basis == Basis::X;
+        self.detector_clicks[usize::from(x) * 2 + usize::from(state.value)] += 1;
+        self.arm_slots[usize::from(x)] += 1;
+        self.slots.push(slot);
+        self.basis.push(x);
+        self.value.push(state.value == 1);
+    }
+
     /// Append one squashed slot.
     pub fn push(&mut self, slot: u64, s: Squashed) {
         debug_assert!(self.slots.last().is_none_or(|&l| l < slot));
@@ -411,8 +434,50 @@ impl PrepCursor {
 }
 
 impl AliceSymbols {
-    /// Look up Alice's symbols at `slots` (increasing).
+    /// Look up Alice's symbols at `slots` (increasing): each run of slots in one block of the
+    /// log is gathered from the block's four bit planes straight into packed words.
+    /// [`AliceSymbols::gather_reference`] is the per-slot oracle.
     pub fn gather(cursor: &mut PrepCursor, slots: &[u64]) -> Result<AliceSymbols> {
+        let n = slots.len();
+        let mut out: [Vec<u64>; 4] = std::array::from_fn(|_| Vec::with_capacity(n.div_ceil(64)));
+        let mut acc = [0u64; 4];
+        let mut k = 0u32;
+        let mut i = 0;
+        while i < n {
+            let b = cursor.block_for(slots[i])?;
+            let planes = b.planes();
+            let (first, end) = (b.first_slot, b.first_slot + b.n_slots as u64);
+            while i < n && slots[i] >= first && slots[i] < end {
+                let j = (slots[i] - first) as usize;
+                let (byte, sh) = (j >> 3, j & 7);
+                for (a, p) in acc.iter_mut().zip(planes) {
+                    *a |= u64::from((p[byte] >> sh) & 1) << k;
+                }
+                k += 1;
+                if k == 64 {
+                    for (o, a) in out.iter_mut().zip(&mut acc) {
+                        o.push(std::mem::take(a));
+                    }
+                    k = 0;
+                }
+                i += 1;
+            }
+        }
+        if k > 0 {
+            for (o, a) in out.iter_mut().zip(acc) {
+                o.push(a);
+            }
+        }
+        let [basis, value, int0, int1] = out.map(|w| BitVec::from_words(w, n));
+        Ok(AliceSymbols {
+            basis,
+            value,
+            classes: ClassPlanes { int0, int1 },
+        })
+    }
+
+    /// The per-slot lookup [`AliceSymbols::gather`] must equal.
+    pub fn gather_reference(cursor: &mut PrepCursor, slots: &[u64]) -> Result<AliceSymbols> {
         let n = slots.len();
         let mut out = AliceSymbols {
             basis: BitVec::zeros(n),
