@@ -62,6 +62,11 @@ pub struct DistillSettings {
     pub qber_sample_fraction: f64,
     /// Error-correction workers (blocks in flight).
     pub ec_workers: usize,
+    /// Lanes of one error-correction worker: the frames of a block are split into this many
+    /// contiguous groups, reconciled at the same time over their own channels (both cores
+    /// work on one block).
+    #[serde(default = "default_ec_lanes")]
+    pub ec_lanes: usize,
     /// Detections per sifting round.
     pub sift_chunk: usize,
     /// Sifting announcements kept in flight ahead of the replies (hides the round-trip time).
@@ -100,6 +105,9 @@ pub fn auto_block_bits(expected_sifted_bits: u64) -> u64 {
 fn default_sift_window() -> usize {
     16
 }
+fn default_ec_lanes() -> usize {
+    2
+}
 fn default_ldpc_code_bits() -> u64 {
     102_400
 }
@@ -125,6 +133,7 @@ impl Default for DistillSettings {
             max_qber: 0.11,
             qber_sample_fraction: 0.01,
             ec_workers: 2,
+            ec_lanes: default_ec_lanes(),
             sift_chunk: 1 << 16,
             sift_window: default_sift_window(),
             queue_capacity: 2,
@@ -201,6 +210,12 @@ impl DistillSettings {
             return Err(ConfigError::invalid(
                 "threads",
                 format!("{} EC workers (1..=64)", self.ec_workers),
+            ));
+        }
+        if self.ec_lanes == 0 || self.ec_lanes > 16 {
+            return Err(ConfigError::invalid(
+                "ec-lanes",
+                format!("{} lanes per EC worker (1..=16)", self.ec_lanes),
             ));
         }
         if self.sift_chunk == 0 || self.queue_capacity == 0 {

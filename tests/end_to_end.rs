@@ -226,8 +226,11 @@ fn too_little_data_completes_without_key() {
 fn deterministic_protocol_randomness_reproduces_keys_and_portable_kernels_agree() {
     let dir = Scratch::new("det");
     simulate(dir.path(), 40_000_000, 9, &short_link());
+    // One error-correction lane: the engine as it was before lanes (a second lane draws its
+    // own Cascade permutations, so its disclosure, and with it the key length, differs).
     let s = DistillSettings {
         block_bits: 1 << 21,
+        ec_lanes: 1,
         ..Default::default()
     };
     let r1 = run(&dir, "k1", s.clone(), Some(42)).unwrap();
@@ -253,7 +256,29 @@ fn deterministic_protocol_randomness_reproduces_keys_and_portable_kernels_agree(
         "{} key bytes",
         key.len()
     );
+    // Two lanes (the default): both parties agree, the ledger is whole, the key is fixed too.
+    let s2 = DistillSettings {
+        block_bits: 1 << 21,
+        ..Default::default()
+    };
+    assert_eq!(s2.ec_lanes, 2);
+    let r3 = run(&dir, "k3", s2.clone(), Some(42)).unwrap();
+    check_lengths_by_hand(&r3, &s2);
+    let key3 = std::fs::read(dir.join("k3/alice.key")).unwrap();
+    assert_eq!(key3, std::fs::read(dir.join("k3/bob.key")).unwrap());
+    let ec = r3.blocks[0].error_correction.as_ref().unwrap();
+    assert!(ec.frames >= 2, "{} frames", ec.frames);
+    assert_eq!(
+        blake3::hash(&key3).to_hex().as_str(),
+        GOLDEN_KEY_BLAKE3_TWO_LANES,
+        "{} key bytes",
+        key3.len()
+    );
 }
+
+/// See `deterministic_protocol_randomness_reproduces_keys_and_portable_kernels_agree`.
+const GOLDEN_KEY_BLAKE3_TWO_LANES: &str =
+    "fe97892e020885469b3637d87bbfee551b722f6e7653c041b33740cda987485c";
 
 /// See `deterministic_protocol_randomness_reproduces_keys_and_portable_kernels_agree`.
 const GOLDEN_KEY_BLAKE3: &str = "3d2256b152ad60093e69f4cbb150d95298c61b88d2005f17f2cf18a54fdc133e";

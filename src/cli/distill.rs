@@ -52,6 +52,10 @@ pub struct SettingsArgs {
     /// Error-correction workers (blocks reconciled in parallel).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Error-correction lanes per worker: the frames of one block are reconciled in this many
+    /// groups at the same time (1..=16).
+    #[arg(long, default_value_t = 2)]
+    pub ec_lanes: usize,
     /// Insecure: derive all protocol randomness from this seed (reproducible tests only).
     #[arg(long, value_name = "SEED")]
     pub insecure_deterministic_rng: Option<u64>,
@@ -109,6 +113,7 @@ impl SettingsArgs {
             max_qber: self.max_qber,
             qber_sample_fraction: self.qber_sample,
             ec_workers: self.threads,
+            ec_lanes: self.ec_lanes,
             ..Default::default()
         };
         s.validate()?;

@@ -557,7 +557,12 @@ impl Party {
         let source = SiftingSource::new(io(StreamId::SIFTING)?, side);
         let estimation = EstimationStage::new(io(StreamId::ESTIMATION)?);
         let workers = (0..agreed.settings.ec_workers)
-            .map(|w| io(StreamId::error_correction(w)).map(ErrorCorrectionStage::new))
+            .map(|w| {
+                (0..agreed.settings.ec_lanes)
+                    .map(|l| io(StreamId::error_correction_lane(w, l)))
+                    .collect::<Result<Vec<_>>>()
+                    .map(ErrorCorrectionStage::new)
+            })
             .collect::<Result<Vec<_>>>()?;
         let verification = VerificationStage::new(io(StreamId::VERIFICATION)?);
         let amplification = AmplificationStage::new(io(StreamId::AMPLIFICATION)?);

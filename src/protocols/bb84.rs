@@ -318,7 +318,9 @@ impl BobSifting {
         let (field, message) = if no_state {
             (
                 "channel",
-                format!("detection on channel {channel} which has no (basis, value) in the metadata"),
+                format!(
+                    "detection on channel {channel} which has no (basis, value) in the metadata"
+                ),
             )
         } else if !in_run {
             (

@@ -36,9 +36,13 @@ impl StreamId {
     pub const SYNC: u32 = 5;
     /// Key confirmation.
     pub const CONFIRMATION: u32 = 6;
-    /// Error-correction worker `w`.
+    /// Error-correction worker `w` (lane 0).
     pub fn error_correction(w: usize) -> u32 {
-        100 + w as u32
+        Self::error_correction_lane(w, 0)
+    }
+    /// Lane `lane` of error-correction worker `w` (w < 64, lane < 16).
+    pub fn error_correction_lane(w: usize, lane: usize) -> u32 {
+        100 + 64 * lane as u32 + w as u32
     }
 }
 
