@@ -819,3 +819,107 @@ fn bench_ec_counts_residual_errors_as_failures() {
     let cols = lines.next().unwrap().split(',').count();
     assert!(lines.all(|l| l.split(',').count() == cols));
 }
+
+#[test]
+fn bench_distill_reports_the_stages_rates_and_read_floor_of_a_distill() {
+    let d = Scratch::new("bench-distill");
+    let (logs, j) = (d.join("logs"), d.join("bench.json"));
+    let o = qkd(&[
+        "bench",
+        "distill",
+        "--pulses",
+        "30000000",
+        "--distances-km",
+        "0",
+        "--repeat",
+        "2",
+        "--insecure-deterministic-rng",
+        "5",
+        "--dir",
+        s(&logs),
+        "--json",
+        s(&j),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("read floor") && out.contains("slots/s"),
+        "{out}"
+    );
+    let report = json(&j);
+    let link = &report["links"][0];
+    assert_eq!(link["slots"], 30_000_000);
+    assert_eq!(link["repeats"], 2);
+    assert_eq!(link["elapsed_s"].as_array().unwrap().len(), 2);
+    assert_eq!(link["outcome"], "key");
+    let elapsed = link["elapsed_median_s"].as_f64().unwrap();
+    let sifted = link["sifted_bits"].as_f64().unwrap();
+    assert!((link["sifted_bits_per_s"].as_f64().unwrap() * elapsed - sifted).abs() < 1.0);
+    assert!(link["read_floor_median_s"].as_f64().unwrap() > 0.0);
+    let lens = std::fs::metadata(logs.join("link-0km/alice.qpl"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(logs.join("link-0km/bob.qdl"))
+            .unwrap()
+            .len();
+    assert_eq!(link["input_bytes"].as_u64().unwrap(), lens);
+    let stages = link["stages"].as_array().unwrap();
+    for party in ["alice", "bob"] {
+        for name in ["sifting", "error_correction", "privacy_amplification"] {
+            assert!(
+                stages
+                    .iter()
+                    .any(|s| s["party"] == party && s["name"] == name),
+                "{party} {name}: {stages:?}"
+            );
+        }
+    }
+    // The bench distills what `qkd distill` distills: the same logs give the same key length
+    // with the same deterministic protocol seed.
+    let report_file = d.join("distill.json");
+    let o = qkd(&[
+        "distill",
+        "--alice",
+        s(&logs.join("link-0km/alice.qpl")),
+        "--bob",
+        s(&logs.join("link-0km/bob.qdl")),
+        "--out",
+        s(&d.join("keys")),
+        "--insecure-deterministic-rng",
+        "5",
+        "--report",
+        s(&report_file),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = json(&report_file);
+    assert_eq!(r["sifted_bits"], link["sifted_bits"]);
+    assert_eq!(r["secret_bits"], link["secret_bits"]);
+    // Its logs are outputs like any other: a second run into the same folder needs --force.
+    let o = qkd(&[
+        "bench",
+        "distill",
+        "--pulses",
+        "1000000",
+        "--distances-km",
+        "0",
+        "--dir",
+        s(&logs),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("alice.qpl"));
+}

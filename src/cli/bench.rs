@@ -1,5 +1,5 @@
 //! `qkd bench ec`: reconciliation over simulated BSC noise, one row per method and QBER
-//! (`qkd bench pa` lives in `bench_pa.rs`).
+//! (`qkd bench pa` lives in `bench_pa.rs`, `qkd bench distill` in `bench_distill.rs`).
 
 use super::output::{TermProgress, rate, write_json};
 use super::svg;
@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// Key delivery: two KMEs under concurrent ETSI GS QKD 014 clients (latency, throughput,
     /// no key twice).
     Kme(super::keys::BenchKmeArgs),
+    /// The whole path: simulate a dense and a 25 km link, distill each, and report per-stage
+    /// busy time, key rates and slots/s next to the floor (reading the logs alone).
+    Distill(Box<super::bench_distill::DistillBenchArgs>),
 }
 
 #[derive(Args)]
@@ -241,6 +244,7 @@ pub fn run(a: BenchArgs) -> Result<u8> {
         BenchCommand::Ec(e) => ec(e),
         BenchCommand::Pa(p) => super::bench_pa::pa(p),
         BenchCommand::Kme(k) => super::keys::run_bench_kme(k),
+        BenchCommand::Distill(d) => super::bench_distill::run(*d),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod amplify;
 mod bench;
+mod bench_distill;
 mod bench_pa;
 mod codes;
 mod demo;
@@ -39,7 +40,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Toeplitz-hash a file (privacy amplification of an arbitrary bit string).
     Amplify(amplify::AmplifyArgs),
-    /// Benchmarks: error correction (`ec`) and privacy amplification (`pa`).
+    /// Benchmarks: error correction (`ec`), privacy amplification (`pa`), key delivery (`kme`)
+    /// and the whole path (`distill`).
     Bench(bench::BenchArgs),
     /// The built-in LDPC codes: list, inspect, export/import alist, regenerate.
     Codes(codes::CodesArgs),
