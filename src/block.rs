@@ -324,6 +324,10 @@ pub struct BlockReport {
     /// Slots with a click in the Z detectors and in the X detectors (Bob).
     #[serde(default)]
     pub arm_slots: [u64; 2],
+    /// Alice's bases at the detections, as her basis-match answers disclosed them (Bob,
+    /// BB84; the `announced_bases` monitor).
+    #[serde(default)]
+    pub announced_bases: crate::monitors::randomness::AnnouncedBases,
     /// Monitor alarms raised on this block.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<crate::monitors::Alarm>,

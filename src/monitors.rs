@@ -13,6 +13,8 @@
 //! | `arrival_time` | per-detector timing spread and gate position as calibrated | time-shift, faked states |
 //! | `watchdog` | Alice's watchdog clicks ≤ its dark counts | trojan horse |
 //! | `chsh` (entanglement) | S significantly above 2 | intercept-resend on entangled pairs |
+//! | `alice_rng` (Alice, local) | her basis, value and intensity choices over all slots at their nominal frequencies, no serial correlation ([`randomness`]) | biased, sticky or periodic generator |
+//! | `announced_bases` (Bob) | Alice's disclosed bases at the detections at P(Z), no serial correlation | biased or correlated basis generator at Alice |
 
 use crate::error::{FormatError, Result};
 use crate::parameter_estimation::finite_key::DecoyCounts;
@@ -488,6 +490,30 @@ pub fn check_watchdog(
         ));
     }
     Ok(run)
+}
+
+pub mod randomness;
+
+/// Alice's local test of her random choices (monitor `alice_rng`, [`randomness`]) over every
+/// slot of her preparation log; nothing is disclosed.
+pub fn check_preparation_randomness(
+    prep: &crate::io::PrepLog,
+    k: &crate::kernels::Kernels,
+) -> MonitorRun {
+    use rayon::prelude::*;
+    let counts = (0..prep.blocks().len())
+        .into_par_iter()
+        .map(|i| {
+            let b = prep.block_trusted(i);
+            let mut c = randomness::PrepRandomness::default();
+            c.add_block(k, b.planes(), b.n_slots);
+            c
+        })
+        .reduce(randomness::PrepRandomness::default, |mut a, b| {
+            a.merge(&b);
+            a
+        });
+    counts.evaluate(&prep.meta().decoy)
 }
 
 #[cfg(test)]

@@ -828,7 +828,11 @@ fn opts_for(out: &Path) -> DistillOptions {
 fn every_attack_is_caught_by_a_monitor() {
     use qkd_distill::progress::NoProgress;
     use qkd_distill::sim::{RawTagParams, simulate_with};
-    let cases: [(&str, bool, &[&str]); 7] = [
+    let cases: [(&str, bool, &[&str]); 11] = [
+        ("rng-basis-bias:0.02", false, &["alice_rng"]),
+        ("rng-value-bias:0.02", false, &["alice_rng"]),
+        ("rng-correlated:0.02", false, &["alice_rng"]),
+        ("rng-periodic:0.05", false, &["alice_rng"]),
         ("intercept-resend:0.5", false, &["qber"]),
         ("pns:1", false, &["decoy_consistency"]),
         ("blinding:1", false, &["double_clicks", "too_perfect_qber"]),
@@ -1172,4 +1176,85 @@ fn a_settings_mismatch_is_refused_naming_the_setting() {
         },
     );
     assert!(wrong.is_err());
+}
+
+#[test]
+fn bob_tests_alices_disclosed_bases_when_her_local_test_cannot_run() {
+    // Following a log still being written, Alice cannot test her whole log up front; Bob's
+    // test of the bases her answers disclose catches a biased basis generator block by block.
+    use qkd_distill::progress::NoProgress;
+    use qkd_distill::sim::simulate_with;
+    let dir = Scratch::new("rng-follow");
+    let link = LinkParams {
+        attack: Attack::parse("rng-basis-bias:0.05").unwrap(),
+        ..short_link()
+    };
+    simulate_with(&link, 20_000_000, 5, dir.path(), true, &NoProgress, None).unwrap();
+    let settings = DistillSettings {
+        follow: true,
+        ..Default::default()
+    };
+    let r = run(&dir, "keys", settings, Some(2)).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Aborted, "{:?}", r.abort_reason);
+    assert!(!dir.join("keys/alice.key").exists());
+    match &r.abort {
+        Some(AbortReason::MonitorAlarm { alarms, .. }) => {
+            assert!(
+                alarms.iter().any(|a| a.monitor == "announced_bases"),
+                "{alarms:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let skipped = r
+        .monitors
+        .iter()
+        .find(|m| m.monitor == "alice_rng")
+        .expect("alice_rng listed");
+    assert_eq!(skipped.skipped, 1, "{skipped:?}");
+}
+
+#[test]
+fn a_known_basis_generator_cannot_be_detected_and_the_report_says_so() {
+    // Eve knows half of Alice's bases and measures those pulses right: the logs carry the
+    // honest choices and detections (the simulator's unit test checks them bit for bit), so no
+    // monitor can fire and the key is the honest key. The report
+    // states the assumption that the choices are private.
+    use qkd_distill::progress::NoProgress;
+    use qkd_distill::sim::simulate_with;
+    let (honest, known) = (Scratch::new("rng-honest"), Scratch::new("rng-known"));
+    simulate_with(
+        &short_link(),
+        20_000_000,
+        8,
+        honest.path(),
+        true,
+        &NoProgress,
+        None,
+    )
+    .unwrap();
+    let link = LinkParams {
+        attack: Attack::parse("rng-known-basis:0.5").unwrap(),
+        ..short_link()
+    };
+    let s = simulate_with(&link, 20_000_000, 8, known.path(), true, &NoProgress, None).unwrap();
+    assert!(s.counts.attacked_pulses > 9_000_000);
+    let a = run(&honest, "keys", DistillSettings::default(), Some(4)).unwrap();
+    let b = run(&known, "keys", DistillSettings::default(), Some(4)).unwrap();
+    assert_eq!(b.outcome, RunOutcome::Key);
+    assert!(b.alarms.is_empty());
+    assert_eq!(a.secret_bits, b.secret_bits);
+    assert_eq!(
+        std::fs::read(honest.join("keys/alice.key")).unwrap(),
+        std::fs::read(known.join("keys/alice.key")).unwrap()
+    );
+    assert!(
+        b.security
+            .proof
+            .assumptions
+            .iter()
+            .any(|x| x.contains("cannot be detected")),
+        "{:?}",
+        b.security.proof
+    );
 }

@@ -425,13 +425,27 @@ impl Party {
     fn run_monitors(
         &self,
         result: &mut PartyResult,
+        follow: bool,
     ) -> Result<(Vec<crate::error::Alarm>, Option<Calibration>)> {
         if self.protocol != ProtocolKind::Bb84 {
             return Ok((vec![], None));
         }
         match &self.input {
             PartyInput::Preparation(prep) => {
-                let m = monitors::check_watchdog(prep.path(), &prep.meta().extra)?;
+                let mut m = monitors::check_watchdog(prep.path(), &prep.meta().extra)?;
+                let rng = if follow {
+                    monitors::MonitorRun {
+                        alarms: vec![],
+                        status: vec![MonitorStatus::skipped(
+                            "alice_rng",
+                            "the preparation log is still being written (--follow); Bob's announced_bases test runs on every block",
+                        )],
+                    }
+                } else {
+                    monitors::check_preparation_randomness(prep, &self.config.kernels)
+                };
+                m.alarms.extend(rng.alarms);
+                m.status.extend(rng.status);
                 result.monitors.extend(m.status);
                 Ok((m.alarms, None))
             }
@@ -522,7 +536,7 @@ impl Party {
         }
         sink.as_mut().expect("sink present").rollback(first)?;
         let synced = self.synchronise(link.as_ref(), &agreed, result)?;
-        let (run_alarms, calibration) = self.run_monitors(result)?;
+        let (run_alarms, calibration) = self.run_monitors(result, agreed.settings.follow)?;
         let session = Arc::new(Session {
             role,
             protocol: self.protocol,

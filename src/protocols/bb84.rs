@@ -104,6 +104,8 @@ pub struct BobSifting {
     start_slot: u64,
     follow: Option<crate::io::Follow>,
     window: crate::sifting::Window<BobDetections>,
+    /// Alice's basis at the last detection of the previous chunk (serial test across chunks).
+    alice_last: Option<bool>,
 }
 
 impl BobSifting {
@@ -163,6 +165,7 @@ impl BobSifting {
             start_slot,
             follow,
             window: Default::default(),
+            alice_last: None,
         })
     }
 }
@@ -173,7 +176,7 @@ impl SiftingSide for BobSifting {
         let next = window.next(cx, |cx, ledger| self.announce(cx, ledger));
         self.window = window;
         let (det, last) = next?;
-        let info = ChunkInfo {
+        let mut info = ChunkInfo {
             multi: det.multi_clicks,
             cross: det.cross_basis_clicks,
             clicks: det.detector_clicks,
@@ -189,6 +192,14 @@ impl SiftingSide for BobSifting {
             other => return Err(unexpected("SiftReply", &other)),
         };
         let bits = sift_bob(cx.kernels, &det, &matched, &ClassPlanes { int0, int1 })?;
+        info.announced.last = self.alice_last;
+        info.announced.add(
+            cx.kernels,
+            det.basis.words(),
+            matched.words(),
+            det.slots.len(),
+        );
+        self.alice_last = info.announced.last;
         if last {
             self.progress.finish();
         }
@@ -431,6 +442,8 @@ pub fn assess(e: &Estimation<'_>, report: &mut BlockReport) -> Result<Assessed> 
                     .collect(),
             },
         };
+        let mut run = run;
+        report.announced_bases.evaluate(decoy, &mut run);
         report.monitors = run.status;
         if !run.alarms.is_empty() {
             report.alarms = run.alarms.clone();

@@ -139,6 +139,8 @@ pub struct ChunkInfo {
     pub clicks: [u64; 4],
     /// Slots with a Z click, with an X click.
     pub arms: [u64; 2],
+    /// Alice's bases at the chunk's detections as her answers disclosed them (Bob, BB84).
+    pub announced: crate::monitors::randomness::AnnouncedBases,
 }
 
 impl ChunkInfo {

@@ -79,7 +79,43 @@ pub enum Attack {
         /// Fraction of pulses attacked.
         fraction: f64,
     },
+    /// A manipulated random number generator at Alice (the survey's "forcing insecure keys
+    /// through the RNG"; cf. the weak basis-choice flaws of Li et al., Sci. Rep. 5, 16200
+    /// (2015)): her basis choice is stuck at Z on a fraction of the slots, so Eve, who knows
+    /// the flaw, guesses the basis right more often than the proof allows.
+    RngBasisBias {
+        /// Fraction of slots whose basis is forced to Z.
+        fraction: f64,
+    },
+    /// Alice's value generator stuck at 0 on a fraction of the slots: the raw key carries less
+    /// entropy than the proof assumes.
+    RngValueBias {
+        /// Fraction of slots whose value is forced to 0.
+        fraction: f64,
+    },
+    /// A correlated generator: on a fraction of the slots, Alice's basis, value and intensity
+    /// repeat those of the slot before.
+    RngCorrelated {
+        /// Fraction of slots that repeat the previous one.
+        fraction: f64,
+    },
+    /// A periodic generator (e.g. a short-period PRNG): on a fraction of the slots, Alice's
+    /// choices repeat those of the slot [`RNG_PERIOD`] before.
+    RngPeriodic {
+        /// Fraction of slots that repeat.
+        fraction: f64,
+    },
+    /// Eve knows a fraction of Alice's basis choices (a leaked or predictable generator) and
+    /// measures those pulses in the right basis and resends them: no errors, no change in any
+    /// statistic, so no test can detect it (the proofs assume private choices).
+    RngKnownBasis {
+        /// Fraction of slots whose basis Eve knows.
+        fraction: f64,
+    },
 }
+
+/// Period, in slots, of the periodic generator of [`Attack::RngPeriodic`].
+pub const RNG_PERIOD: usize = 4096;
 
 /// Timing shift (ps) of the time-shift and faked-states attacks.
 pub const ATTACK_SHIFT_PS: f64 = 300.0;
@@ -92,7 +128,7 @@ pub const WATCHDOG_DARK_PROB: f64 = 1e-8;
 
 impl Attack {
     /// The names, for messages.
-    pub const NAMES: &'static str = "none, intercept-resend, pns, blinding, time-shift, faked-states, trojan-horse (each NAME[:FRACTION])";
+    pub const NAMES: &'static str = "none, intercept-resend, pns, blinding, time-shift, faked-states, trojan-horse, rng-basis-bias, rng-value-bias, rng-correlated, rng-periodic, rng-known-basis (each NAME[:FRACTION])";
 
     /// Parse `none` or `NAME[:FRACTION]` (fraction 1 when omitted).
     pub fn parse(s: &str) -> Result<Attack, ConfigError> {
@@ -117,6 +153,11 @@ impl Attack {
             "time-shift" => Attack::TimeShift { fraction },
             "faked-states" => Attack::FakedStates { fraction },
             "trojan-horse" => Attack::TrojanHorse { fraction },
+            "rng-basis-bias" => Attack::RngBasisBias { fraction },
+            "rng-value-bias" => Attack::RngValueBias { fraction },
+            "rng-correlated" => Attack::RngCorrelated { fraction },
+            "rng-periodic" => Attack::RngPeriodic { fraction },
+            "rng-known-basis" => Attack::RngKnownBasis { fraction },
             other => {
                 return Err(ConfigError::invalid(
                     "attack",
@@ -135,13 +176,31 @@ impl Attack {
             | Attack::Blinding { fraction }
             | Attack::TimeShift { fraction }
             | Attack::FakedStates { fraction }
-            | Attack::TrojanHorse { fraction } => fraction,
+            | Attack::TrojanHorse { fraction }
+            | Attack::RngBasisBias { fraction }
+            | Attack::RngValueBias { fraction }
+            | Attack::RngCorrelated { fraction }
+            | Attack::RngPeriodic { fraction }
+            | Attack::RngKnownBasis { fraction } => fraction,
         }
     }
 
-    /// Whether the click probabilities of the tables (intercept-resend only) describe it.
+    /// Whether the click probabilities of the tables describe it (intercept-resend, and the
+    /// generator attacks, whose channel is honest).
     pub fn in_tables(&self) -> bool {
-        matches!(self, Attack::None | Attack::InterceptResend { .. })
+        matches!(self, Attack::None | Attack::InterceptResend { .. }) || self.is_rng()
+    }
+
+    /// An attack on Alice's random number generator.
+    pub fn is_rng(&self) -> bool {
+        matches!(
+            self,
+            Attack::RngBasisBias { .. }
+                | Attack::RngValueBias { .. }
+                | Attack::RngCorrelated { .. }
+                | Attack::RngPeriodic { .. }
+                | Attack::RngKnownBasis { .. }
+        )
     }
 }
 

@@ -52,6 +52,7 @@ impl Accumulator {
         }
         r.arm_slots[0] += info.arms[0];
         r.arm_slots[1] += info.arms[1];
+        r.announced_bases.merge(&info.announced);
         acc.extend_from(bits);
     }
 
@@ -110,6 +111,7 @@ impl Accumulator {
                         }
                         p.1.arm_slots[0] += cur.1.arm_slots[0];
                         p.1.arm_slots[1] += cur.1.arm_slots[1];
+                        p.1.announced_bases.merge(&cur.1.announced_bases);
                         p.2.add(&cur.2);
                     }
                     None => self.pending = Some(cur),
