@@ -10,6 +10,7 @@
 //! | `detector_balance` | clicks of the two detectors of a basis in the ratio of their calibrated efficiencies | efficiency-mismatch attacks that favour one value |
 //! | `double_clicks` | cross-basis double clicks ≥ N·z̄·x̄ (independent Poisson splitting at Bob's passive beam splitter; Chebyshev's sum inequality over intensities) | detector blinding (classical trigger pulses click one detector) |
 //! | `too_perfect_qber` | error rate ≥ ½·e_mis of the calibration | blinding, other classical control |
+//! | `pulse_timing` (Alice, two-way systems) | incoming pulses inside her modulation window | phase remapping (pulses shifted onto the modulator's edge) |
 //! | `arrival_time` | per-detector timing spread and gate position as calibrated | time-shift, faked states |
 //! | `watchdog` | Alice's watchdog clicks ≤ its dark counts | trojan horse |
 //! | `chsh` (entanglement) | S significantly above 2 | intercept-resend on entangled pairs |
@@ -450,16 +451,20 @@ pub fn check_arrival_times(
     run
 }
 
-/// Alice's watchdog detector: clicks beyond its dark counts mean light entering her
-/// transmitter from the fiber (trojan-horse probing). `watchdog` in her log's metadata holds
-/// `slots`, `counts` and `dark_prob`; a malformed entry is an error naming the file and field.
-pub fn check_watchdog(
+/// A counter in Alice's log metadata (`meta[key]`: `slots`, `counts` and the per-slot
+/// probability `rate_field` of an honest count) against its Poisson limit: mean + 5σ and at
+/// least 5 counts. A missing entry skips `monitor` with `missing`; a malformed one is an error
+/// naming the file and the field.
+fn check_counter(
     path: &Path,
     meta: &serde_json::Map<String, serde_json::Value>,
+    (key, rate_field, monitor): (&str, &str, &str),
+    missing: &str,
+    detail: impl Fn(f64, f64) -> String,
 ) -> Result<MonitorRun> {
     let mut run = MonitorRun::default();
-    let Some(w) = meta.get("watchdog") else {
-        run.skipped("watchdog", "no watchdog detector data in Alice's log");
+    let Some(w) = meta.get(key) else {
+        run.skipped(monitor, missing);
         return Ok(run);
     };
     let field = |name: &str| -> Result<f64> {
@@ -470,26 +475,61 @@ pub fn check_watchdog(
                 FormatError::Metadata {
                     path: path.to_path_buf(),
                     offset: 64,
-                    message: format!("field `watchdog.{name}`: a non-negative number is required"),
+                    message: format!("field `{key}.{name}`: a non-negative number is required"),
                 }
                 .into()
             })
     };
-    let (slots, counts, dark) = (field("slots")?, field("counts")?, field("dark_prob")?);
-    run.ran("watchdog");
-    let expected = slots * dark;
-    // Poisson: mean + 5 σ, and at least 5 counts (small means).
+    let (slots, counts, rate) = (field("slots")?, field("counts")?, field(rate_field)?);
+    run.ran(monitor);
+    let expected = slots * rate;
     let limit = expected + SIGMA * expected.sqrt() + 5.0;
     if counts > limit {
         run.alarms.push(alarm(
-            "watchdog",
+            monitor,
             (counts - expected) / expected.max(1.0).sqrt(),
-            format!(
-                "Alice's watchdog detector clicked {counts:.0} times where its dark counts give {expected:.1} (light probing her transmitter: trojan horse)"
-            ),
+            detail(counts, expected),
         ));
     }
     Ok(run)
+}
+
+/// Alice's watchdog detector (trojan-horse monitor) against its dark counts.
+pub fn check_watchdog(
+    path: &Path,
+    meta: &serde_json::Map<String, serde_json::Value>,
+) -> Result<MonitorRun> {
+    check_counter(
+        path,
+        meta,
+        ("watchdog", "dark_prob", "watchdog"),
+        "no watchdog detector data in Alice's log",
+        |counts, expected| {
+            format!(
+                "Alice's watchdog detector clicked {counts:.0} times where its dark counts give {expected:.1} (light probing her transmitter: trojan horse)"
+            )
+        },
+    )
+}
+
+/// Two-way systems: Alice's monitor of the arrival time of the pulses Bob sends her, against
+/// the honest jitter tail. Pulses outside her modulation window are what a phase-remapping
+/// attack needs (the modulator's rising edge).
+pub fn check_pulse_timing(
+    path: &Path,
+    meta: &serde_json::Map<String, serde_json::Value>,
+) -> Result<MonitorRun> {
+    check_counter(
+        path,
+        meta,
+        ("pulse_timing", "false_prob", "pulse_timing"),
+        "no incoming-pulse timing data in Alice's log (a one-way transmitter has no incoming pulses)",
+        |counts, expected| {
+            format!(
+                "{counts:.0} incoming pulses reached Alice outside her modulation window where the timing jitter gives {expected:.1} (time-shifted pulses: phase remapping)"
+            )
+        },
+    )
 }
 
 pub mod randomness;
@@ -507,6 +547,8 @@ pub fn check_preparation_randomness(
             let b = prep.block_trusted(i);
             let mut c = randomness::PrepRandomness::default();
             c.add_block(k, b.planes(), b.n_slots);
+            // Drop the mapped pages again: memory stays flat whatever the log's length.
+            prep.release(i);
             c
         })
         .reduce(randomness::PrepRandomness::default, |mut a, b| {

@@ -923,3 +923,33 @@ fn bench_distill_reports_the_stages_rates_and_read_floor_of_a_distill() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("alice.qpl"));
 }
+
+#[test]
+fn phase_remapping_needs_a_two_way_system() {
+    let d = Scratch::new("remap-cli");
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "1000000",
+        "--attack",
+        "phase-remapping:0.5",
+        "--out",
+        s(&d.join("run")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--two-way"));
+    let o = qkd(&[
+        "simulate",
+        "--pulses",
+        "1000000",
+        "--attack",
+        "phase-remapping:0.5",
+        "--two-way",
+        "--out",
+        s(&d.join("run")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta =
+        String::from_utf8_lossy(&std::fs::read(d.join("run/alice.qpl")).unwrap()).to_string();
+    assert!(meta.contains("pulse_timing"));
+}

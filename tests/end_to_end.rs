@@ -910,9 +910,10 @@ fn every_attack_is_caught_by_a_monitor() {
     }
 }
 
-/// Time-shift on slot-annotated data cannot be seen (the log carries no timing): the run
-/// gives key, says that the efficiency-mismatch monitors could not run, and lists every
-/// monitor as ran or skipped. With raw time tags the arrival-time monitor runs.
+/// Time-shift on slot-annotated data: the log carries no timing, so the run says that the
+/// efficiency-mismatch monitors could not run and lists every monitor as ran or skipped; the
+/// attack is still caught, by Bob's test of Alice's disclosed bases. With raw time tags the
+/// arrival-time monitor runs.
 #[test]
 fn monitors_that_cannot_run_say_so() {
     use qkd_distill::monitors::MonitorState;
@@ -923,7 +924,15 @@ fn monitors_that_cannot_run_say_so() {
     };
     simulate(dir.path(), 60_000_000, 5, &link);
     let r = run(&dir, "keys", DistillSettings::default(), Some(2)).unwrap();
-    assert_eq!(r.outcome, RunOutcome::Key, "{:?}", r.abort_reason);
+    // No timing in the log, but the shifted pulses are detected more often when Alice
+    // prepared X (her Z states put all photons on one detector, efficient or not): the bases
+    // her answers disclose are off their nominal frequency, and Bob's test of them aborts.
+    assert_eq!(r.outcome, RunOutcome::Aborted, "{:?}", r.abort_reason);
+    assert!(
+        r.alarms.iter().any(|a| a.monitor == "announced_bases"),
+        "{:?}",
+        r.alarms
+    );
     assert!(
         r.warnings
             .iter()
@@ -940,7 +949,9 @@ fn monitors_that_cannot_run_say_so() {
     };
     assert_eq!(m("arrival_time").state, MonitorState::Skipped);
     assert!(m("arrival_time").reasons[0].contains("slot-annotated"));
-    for name in ["decoy_consistency", "detector_balance", "watchdog"] {
+    // The run-level monitors ran (the aborted block's own statuses are not summarised; its
+    // alarm is).
+    for name in ["watchdog", "alice_rng"] {
         assert_eq!(m(name).state, MonitorState::Ran, "{name}");
     }
 }
@@ -1257,4 +1268,74 @@ fn a_known_basis_generator_cannot_be_detected_and_the_report_says_so() {
         "{:?}",
         b.security.proof
     );
+}
+
+#[test]
+fn phase_remapping_on_a_two_way_system_is_caught_by_alices_pulse_timing_monitor() {
+    use qkd_distill::progress::NoProgress;
+    use qkd_distill::sim::simulate_with;
+    for (attack, fraction) in [("phase-remapping:1", 1.0), ("phase-remapping:0.3", 0.3)] {
+        let dir = Scratch::new("remap");
+        let link = LinkParams {
+            attack: Attack::parse(attack).unwrap(),
+            two_way: true,
+            ..short_link()
+        };
+        let s = simulate_with(&link, 20_000_000, 5, dir.path(), true, &NoProgress, None).unwrap();
+        assert!(s.counts.pulse_timing_outside as f64 >= 0.9 * fraction * 20e6);
+        let r = run(&dir, "keys", DistillSettings::default(), Some(2)).unwrap();
+        assert_eq!(
+            r.outcome,
+            RunOutcome::Aborted,
+            "{attack}: {:?}",
+            r.abort_reason
+        );
+        assert_eq!(r.secret_bits, 0);
+        assert!(!dir.join("keys/alice.key").exists());
+        match &r.abort {
+            Some(AbortReason::MonitorAlarm { alarms, .. }) => {
+                assert!(
+                    alarms.iter().any(|a| a.monitor == "pulse_timing"),
+                    "{alarms:?}"
+                )
+            }
+            other => panic!("{attack}: {other:?}"),
+        }
+    }
+    // The honest two-way link: the monitor runs and raises nothing.
+    let dir = Scratch::new("two-way");
+    let link = LinkParams {
+        two_way: true,
+        ..short_link()
+    };
+    simulate_with(&link, 20_000_000, 6, dir.path(), true, &NoProgress, None).unwrap();
+    let r = run(&dir, "keys", DistillSettings::default(), Some(2)).unwrap();
+    assert_eq!(r.outcome, RunOutcome::Key, "{:?}", r.abort_reason);
+    assert!(r.alarms.is_empty());
+    let m = r
+        .monitors
+        .iter()
+        .find(|m| m.monitor == "pulse_timing")
+        .unwrap();
+    assert_eq!((m.ran, m.skipped), (1, 0));
+    // A one-way log: the monitor is listed as skipped, with the reason.
+    let one_way = Scratch::new("one-way");
+    simulate_with(
+        &short_link(),
+        20_000_000,
+        6,
+        one_way.path(),
+        true,
+        &NoProgress,
+        None,
+    )
+    .unwrap();
+    let r = run(&one_way, "keys", DistillSettings::default(), Some(2)).unwrap();
+    let m = r
+        .monitors
+        .iter()
+        .find(|m| m.monitor == "pulse_timing")
+        .unwrap();
+    assert_eq!(m.skipped, 1);
+    assert!(m.reasons[0].contains("one-way"), "{m:?}");
 }

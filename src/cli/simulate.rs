@@ -81,9 +81,13 @@ pub struct LinkArgs {
     pub device: DeviceArgs,
     /// Eavesdropper: none, or NAME[:FRACTION] with NAME one of intercept-resend, pns, blinding,
     /// time-shift, faked-states, trojan-horse, rng-basis-bias, rng-value-bias, rng-correlated,
-    /// rng-periodic, rng-known-basis (docs/attacks.md).
+    /// rng-periodic, rng-known-basis, phase-remapping (with --two-way) (docs/attacks.md).
     #[arg(long, default_value = "none")]
     pub attack: String,
+    /// A two-way (plug-and-play) phase-encoded system: Alice modulates pulses Bob sent her and
+    /// monitors their arrival time (needed by --attack phase-remapping).
+    #[arg(long)]
+    pub two_way: bool,
 }
 
 impl LinkArgs {
@@ -91,6 +95,7 @@ impl LinkArgs {
     pub fn params(&self) -> Result<LinkParams> {
         let mut p = self.device.link(self.distance_km)?;
         p.attack = Attack::parse(&self.attack)?;
+        p.two_way = self.two_way;
         p.validate()?;
         Ok(p)
     }

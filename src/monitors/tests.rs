@@ -203,3 +203,25 @@ fn block_monitors_say_why_they_skip() {
     let sum = summarize(&r.status);
     assert!(sum.iter().all(|m| m.skipped == 1 && m.ran == 0));
 }
+
+#[test]
+fn pulse_timing_counts_against_the_jitter_tail() {
+    let m = |counts: u64| {
+        serde_json::json!({"pulse_timing": {"slots": 1e8, "counts": counts, "false_prob": 1e-7}})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let p = Path::new("alice.qpl");
+    let t = |meta| check_pulse_timing(p, &meta).unwrap();
+    assert!(t(m(10)).alarms.is_empty());
+    assert!(t(m(28)).alarms.is_empty());
+    assert_eq!(t(m(200)).alarms[0].monitor, "pulse_timing");
+    let none = t(serde_json::Map::new());
+    assert_eq!(none.status[0].state, MonitorState::Skipped);
+    let bad = serde_json::json!({"pulse_timing": {"slots": 1e8, "counts": 3, "false_prob": -1}});
+    let e = check_pulse_timing(p, bad.as_object().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pulse_timing.false_prob"), "{e}");
+}

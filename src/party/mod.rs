@@ -433,6 +433,9 @@ impl Party {
         match &self.input {
             PartyInput::Preparation(prep) => {
                 let mut m = monitors::check_watchdog(prep.path(), &prep.meta().extra)?;
+                let timing = monitors::check_pulse_timing(prep.path(), &prep.meta().extra)?;
+                m.alarms.extend(timing.alarms);
+                m.status.extend(timing.status);
                 let rng = if follow {
                     monitors::MonitorRun {
                         alarms: vec![],

@@ -67,6 +67,10 @@ pub struct SimulationCounts {
     /// Clicks of Alice's watchdog detector (back-reflected light: trojan-horse probes).
     #[serde(default)]
     pub watchdog_counts: u64,
+    /// Two-way systems: incoming pulses Alice's timing monitor saw outside her modulation
+    /// window.
+    #[serde(default)]
+    pub pulse_timing_outside: u64,
 }
 
 impl SimulationCounts {
@@ -78,6 +82,7 @@ impl SimulationCounts {
         self.sifted_key_single_clicks += o.sifted_key_single_clicks;
         self.key_errors_single_clicks += o.key_errors_single_clicks;
         self.watchdog_counts += o.watchdog_counts;
+        self.pulse_timing_outside += o.pulse_timing_outside;
     }
 }
 
@@ -272,6 +277,38 @@ fn receive(
     pat
 }
 
+/// Bob's receiver on `photons` photons of a phase-encoded pulse with phase `phase` (the
+/// simulator's states are the phases 0, π (Z) and π/2, 3π/2 (X); Bob's Z arm measures at phase
+/// 0, his X arm at π/2): per photon, the arm by Bob's passive split, value 1 with probability
+/// sin²((phase − φ_B)/2), misalignment, detection efficiency; then dark counts. For the four
+/// BB84 phases this is [`receive`].
+fn receive_phase(p: &LinkParams, photons: usize, phase: f64, rng: &mut ChaCha8Rng) -> usize {
+    let eta_b = p.detector_efficiency * 10f64.powf(-p.receiver_loss_db / 10.0);
+    let mut pat = 0usize;
+    for _ in 0..photons {
+        let x_arm = unit(rng) >= p.bob_prob_key_basis;
+        let phi_b = if x_arm {
+            std::f64::consts::FRAC_PI_2
+        } else {
+            0.0
+        };
+        let mut value = unit(rng) < ((phase - phi_b) / 2.0).sin().powi(2);
+        if unit(rng) < p.misalignment {
+            value = !value;
+        }
+        let d = usize::from(x_arm) * 2 + usize::from(value);
+        if unit(rng) < eta_b {
+            pat |= 1 << d;
+        }
+    }
+    for d in 0..4 {
+        if unit(rng) < p.dark_count_prob {
+            pat |= 1 << d;
+        }
+    }
+    pat
+}
+
 /// The click pattern of a pulse of intensity `mu` prepared in (sb, sv) under the photon-level
 /// attacks (see [`link::Attack`]), with the timing shift the attack imposes (ps).
 fn attacked_pattern(
@@ -356,6 +393,18 @@ fn attacked_pattern(
                 ATTACK_SHIFT_PS
             };
             (receive(p, &vec![(eb, ev); n], eff, false, rng), shift)
+        }
+        Attack::PhaseRemapping { .. } => {
+            // Eve tells the pair {Z0, X1} (phases 0, 3π/2) from {Z1, X0} (π, π/2) and resends
+            // the phase between the pair's two states.
+            let pair_a = matches!((sb, sv), (Basis::Z, 0) | (Basis::X, 1));
+            let phase = if pair_a {
+                -std::f64::consts::FRAC_PI_4
+            } else {
+                3.0 * std::f64::consts::FRAC_PI_4
+            };
+            let n = poisson(rng, mu * eta_ch) as usize;
+            (receive_phase(p, n, phase, rng), 0.0)
         }
         Attack::TrojanHorse { .. }
         | Attack::None
@@ -452,6 +501,10 @@ fn simulate_block(
         let row = &table.cum[k * 4 + (eb as usize) * 2 + ev as usize];
         let r3 = rng.next_u64();
         let mut shift_ps = 0.0;
+        if attacked && matches!(p.attack, link::Attack::PhaseRemapping { .. }) {
+            // The time-shifted pulse reaches Alice outside her modulation window.
+            counts.pulse_timing_outside += 1;
+        }
         let pat = if attacked && !p.attack.in_tables() {
             if matches!(p.attack, link::Attack::TrojanHorse { .. }) {
                 // Eve reads the state from the back reflection and resends it unchanged; her
@@ -505,6 +558,11 @@ fn simulate_block(
     }
     // Dark counts of Alice's watchdog detector.
     counts.watchdog_counts += u64::from(poisson(&mut rng, n as f64 * link::WATCHDOG_DARK_PROB));
+    if p.two_way {
+        // Honest incoming pulses in the tail of the arrival-time distribution.
+        counts.pulse_timing_outside +=
+            u64::from(poisson(&mut rng, n as f64 * link::PULSE_TIMING_FALSE_PROB));
+    }
     let planes = SlotPlanes {
         basis: crate::bits::BitVec::from_words(basis_w, n),
         value: crate::bits::BitVec::from_words(value_w, n),
@@ -744,6 +802,17 @@ pub fn simulate_with(
             "dark_prob": link::WATCHDOG_DARK_PROB,
         }),
     );
+    if params.two_way {
+        // Alice's monitor of the arrival time of the pulses Bob sends her (two-way systems).
+        prep_meta.extra.insert(
+            "pulse_timing".into(),
+            serde_json::json!({
+                "slots": pulses,
+                "counts": counts.pulse_timing_outside,
+                "false_prob": link::PULSE_TIMING_FALSE_PROB,
+            }),
+        );
+    }
     alice.finish_with_header(&alice_header(&prep_meta), PREP_META_RESERVE)?;
     bob.finish()?;
     if let Some((mut f, w, header_len)) = ptu {
@@ -865,6 +934,53 @@ mod tests {
                 pp.planes.basis.get(i - link::RNG_PERIOD)
             );
         }
+    }
+
+    #[test]
+    fn phase_remapping_gives_the_modelled_error_rate_in_each_basis() {
+        // Every pulse attacked, 50 km: single clicks in a matching basis are wrong with
+        // probability sin²(π/8)·(1 − 2e_mis) + e_mis in both bases (dark counts and pulses with
+        // two detected photons negligible), and every pulse reaches Alice outside her
+        // modulation window.
+        let p = LinkParams {
+            distance_km: 50.0,
+            attack: Attack::PhaseRemapping { fraction: 1.0 },
+            two_way: true,
+            ..Default::default()
+        };
+        let n = 1usize << 22;
+        let out = simulate_block(&p, &PatternTable::new(&p), 5, 0, 0, n);
+        assert!(out.counts.pulse_timing_outside >= n as u64);
+        let (mut sifted, mut errors) = ([0u64; 2], [0u64; 2]);
+        for r in &out.records {
+            if r.flags & RECORD_FLAG_MULTI != 0 {
+                continue;
+            }
+            let (bb, bv) = DETECTOR_STATES[r.channel as usize];
+            let slot = r.time as usize;
+            let b = usize::from(bb == Basis::X);
+            if usize::from(out.planes.basis.get(slot)) == b {
+                sifted[b] += 1;
+                errors[b] += u64::from(out.planes.value.get(slot) != (bv == 1));
+            }
+        }
+        let want = (std::f64::consts::PI / 8.0).sin().powi(2) * (1.0 - 2.0 * p.misalignment)
+            + p.misalignment;
+        for b in 0..2 {
+            let rate = errors[b] as f64 / sifted[b] as f64;
+            let sd = (want * (1.0 - want) / sifted[b] as f64).sqrt();
+            assert!(
+                (rate - want).abs() < 5.0 * sd,
+                "basis {b}: {rate} vs {want}"
+            );
+        }
+        // The honest two-way link: only the jitter tail reaches the monitor.
+        let honest = LinkParams {
+            two_way: true,
+            ..Default::default()
+        };
+        let h = simulate_block(&honest, &PatternTable::new(&honest), 5, 0, 0, n);
+        assert!(h.counts.pulse_timing_outside < 5);
     }
 
     #[test]
