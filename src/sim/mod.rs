@@ -853,8 +853,9 @@ mod tests {
         d
     }
 
-    /// The generator monitors on 1 000 honest seeds (2^18 slots each, at 0, 25 and 50 km): no
-    /// alarm from Alice's local test or from Bob's test of her disclosed bases. With 2 + 3 +
+    /// The generator monitors on 1 000 honest seeds (2^18 slots each, at 0, 25 and 50 km, a
+    /// two-way system): no alarm from Alice's local test, from Bob's test of her disclosed
+    /// bases, or from Alice's incoming-pulse timing monitor. With 2 + 3 +
     /// 2·14 (local) + 2 (disclosed) two-sided 5σ tests per seed the nominal false-alarm rate
     /// is ≈ 2·10⁻⁵ per block; observing none in 1 000 bounds it below 3·10⁻³ (95 %).
     #[test]
@@ -865,10 +866,22 @@ mod tests {
         for seed in 0..1000u64 {
             let p = LinkParams {
                 distance_km: [0.0, 25.0, 50.0][seed as usize % 3],
+                two_way: true,
                 ..Default::default()
             };
             let table = PatternTable::new(&p);
             let out = simulate_block(&p, &table, seed, 0, 0, n);
+            let timing = serde_json::json!({"pulse_timing": {
+                "slots": n,
+                "counts": out.counts.pulse_timing_outside,
+                "false_prob": link::PULSE_TIMING_FALSE_PROB,
+            }});
+            let t = crate::monitors::check_pulse_timing(
+                std::path::Path::new("alice.qpl"),
+                timing.as_object().unwrap(),
+            )
+            .unwrap();
+            assert!(t.alarms.is_empty(), "seed {seed}: {:?}", t.alarms);
             let pl = &out.planes;
             let bytes = [&pl.basis, &pl.value, &pl.int0, &pl.int1].map(|b| b.to_bytes_le());
             let mut local = PrepRandomness::default();
