@@ -206,3 +206,64 @@ fn blind_retries_rescue_frames_and_are_counted() {
         }
     }
 }
+
+/// Diagnosis (issue 15): frames of `qc-r0.80-n16384` that float BP decodes and the 8-bit
+/// decoder fails. Prints, per QBER, the failures of each decoder and the iteration at which
+/// the fast decoder gave up. `cargo test --release --lib ldpc::tests::diagnose -- --ignored
+/// --nocapture`; `QKD_DIAG_RULE=minsum|spa`, `QKD_DIAG_ITER=N` and `QKD_DIAG_LLR=SCALE` (the
+/// input LLR scaled) vary the decoder. Findings so far are in the issue-15 note.
+#[test]
+#[ignore]
+fn diagnose_fast_decoder_failures() {
+    let code = catalog::by_name("qc-r0.80-n16384").expect("catalog code");
+    let layout = code.pattern.layout(0, 0);
+    let h = code.code.expand();
+    let k = Kernels::detect();
+    for q in [0.01, 0.015, 0.02] {
+        let frames = 200;
+        let (a, b, _) = bsc_frames(&vec![layout.key.len(); frames], q, 77);
+        let llr = std::env::var("QKD_DIAG_LLR")
+            .map(|v| v.parse::<f64>().unwrap())
+            .map_or(decoder::quantized_llr(q), |scale| {
+                (f64::from(decoder::quantized_llr(q)) * scale).round() as i8
+            });
+        let (mut fast_fail, mut float_fail, mut both) = (0, 0, 0);
+        let mut gave_up = Vec::new();
+        for f in 0..frames {
+            let x = assemble(&k, &layout, &a[f], &BitVec::new(), &BitVec::new());
+            let syn = syndrome_words(&code.layout, &x);
+            let llrs = bob_llrs(&k, &layout, &b[f], &BitVec::new(), llr);
+            let mut s = NmsScratch::default();
+            let mut params = LdpcSettings::default().decoder;
+            if let Ok(r) = std::env::var("QKD_DIAG_RULE") {
+                params.rule = if r == "minsum" {
+                    CheckRule::MinSum
+                } else {
+                    CheckRule::Spa
+                };
+            }
+            if let Ok(it) = std::env::var("QKD_DIAG_ITER") {
+                params.max_iterations = it.parse().unwrap();
+            }
+            let out = decode(&k, code, &llrs, &syn, params, &mut s);
+            let fast_ok = out.converged && extract_key(&k, &layout, &s.hard) == a[f];
+            let fl: Vec<f64> = vec![decoder::channel_llr(q); h.n()]
+                .iter()
+                .zip(b[f].to_bools())
+                .map(|(l, bit)| if bit { -l } else { *l })
+                .collect();
+            let (xf, _, ok) =
+                decoder::sum_product(&h, &fl, &BitVec::from_words(syn.clone(), h.m()), 100);
+            let float_ok = ok && xf.words() == &x[..];
+            fast_fail += usize::from(!fast_ok);
+            float_fail += usize::from(!float_ok);
+            both += usize::from(!fast_ok && !float_ok);
+            if !fast_ok {
+                gave_up.push(out.iterations);
+            }
+        }
+        println!(
+            "q = {q}: fast fails {fast_fail}, float fails {float_fail}, both {both}; fast stopped at iterations {gave_up:?}"
+        );
+    }
+}
