@@ -79,7 +79,7 @@ pub struct LinkArgs {
     pub distance_km: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Eavesdropper: none, or NAME[:FRACTION] with NAME one of intercept-resend, pns, blinding,
+    /// Eavesdropper: none, NAME or NAME:FRACTION, with NAME one of intercept-resend, pns, blinding,
     /// time-shift, faked-states, trojan-horse, rng-basis-bias, rng-value-bias, rng-correlated,
     /// rng-periodic, rng-known-basis, phase-remapping (with --two-way) (docs/attacks.md).
     #[arg(long, default_value = "none")]

@@ -9,7 +9,7 @@
 //! independent Bernoulli(p) bits, each term has mean q = 2p(1−p), and a term is correlated only
 //! with the terms L before and L after it (they share one bit), so over m = n − L terms
 //!
-//!   E[D_L] = m·q,   Var[D_L] = m·q(1−q) + 2(m−L)·(p(1−p) − q²).
+//! `E(D_L) = m·q`,   `Var(D_L) = m·q(1−q) + 2(m−L)·(p(1−p) − q²)`.
 //!
 //! L = 1 is the runs test. The serial tests use the string's own frequency p̂, so they test
 //! independence whatever the bias (with the variance conditional on p̂, [`serial_z_counts`]);
