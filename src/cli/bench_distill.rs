@@ -3,7 +3,7 @@
 //! floor of the path measured in the same run (opening and checksumming the two logs alone).
 
 use super::distill::SettingsArgs;
-use super::output::{TermProgress, rate, thousands, write_json};
+use super::output::{TempDir, TermProgress, rate, thousands, write_json};
 use super::simulate::DeviceArgs;
 use clap::Args;
 use qkd_distill::engine::{DistillOptions, DistillReport, distill};
@@ -94,17 +94,6 @@ struct BenchReport {
     ec_lanes: usize,
     reconciliation: String,
     links: Vec<LinkRow>,
-}
-
-/// Removes a folder on drop.
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -204,7 +193,7 @@ fn bench_link(
     for run in 0..a.repeat {
         floors.push(read_floor(&alice, &bob)?);
         let keys = dir.join(format!("keys-{run}"));
-        let _keys_gone = Cleanup(Some(keys.clone()));
+        let _keys_gone = TempDir(keys.clone());
         let opts = DistillOptions {
             settings: settings.clone(),
             out_dir: keys,
@@ -307,10 +296,10 @@ pub fn run(a: DistillBenchArgs) -> Result<u8> {
     plan.check()?;
     let settings = a.settings.settings()?;
     let (root, _cleanup) = match &a.dir {
-        Some(d) => (d.clone(), Cleanup(None)),
+        Some(d) => (d.clone(), None),
         None => {
             let d = std::env::temp_dir().join(format!("qkd-bench-distill-{}", std::process::id()));
-            (d.clone(), Cleanup(Some(d)))
+            (d.clone(), Some(TempDir(d)))
         }
     };
     let progress = Arc::new(TermProgress::new(false));

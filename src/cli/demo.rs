@@ -1,7 +1,7 @@
 //! `qkd demo`: simulate a link and distill it, with progress and a readable summary.
 
 use super::distill::{SettingsArgs, print_summary};
-use super::output::{TermProgress, print_json};
+use super::output::{TempDir, TermProgress, print_json};
 use super::simulate::LinkArgs;
 use clap::Args;
 use qkd_distill::engine::{DistillOptions, distill};
@@ -36,15 +36,6 @@ pub struct DemoArgs {
     pub link: LinkArgs,
     #[command(flatten)]
     pub settings: SettingsArgs,
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 pub fn run(a: DemoArgs) -> Result<u8> {
